@@ -1,0 +1,28 @@
+"""Access checks for the entry points (views now, the live room later)."""
+
+from __future__ import annotations
+
+from functools import wraps
+from urllib.parse import urlencode
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest
+from django.shortcuts import redirect
+from django.urls import reverse
+
+from circles.selectors import guidelines_accepted
+
+
+def guidelines_required(view):
+    """Signed in and agreed to the current guidelines, or off to read them first."""
+
+    @login_required
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args, **kwargs):
+        if not guidelines_accepted(user=request.user):
+            # Come back to the page afterwards, never to a POST-only action.
+            back = request.get_full_path() if request.method == "GET" else reverse("circles:list")
+            return redirect(f"{reverse('guidelines')}?{urlencode({'next': back})}")
+        return view(request, *args, **kwargs)
+
+    return wrapped

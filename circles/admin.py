@@ -1,0 +1,87 @@
+from django.contrib import admin
+from django.db import models
+
+from circles.models import (
+    AuditEntry,
+    Circle,
+    CommunityGuidelines,
+    CrisisResource,
+    GuidelinesAcceptance,
+    Membership,
+)
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    fields = ["user", "role", "status", "joined_at", "willing_to_facilitate"]
+    raw_id_fields = ["user"]
+
+
+@admin.register(Circle)
+class CircleAdmin(admin.ModelAdmin):
+    list_display = ["name", "topic", "join_policy", "capacity", "created_at"]
+    list_filter = ["topic", "join_policy"]
+    search_fields = ["name", "description", "slug"]
+    readonly_fields = ["slug", "created_at"]
+    raw_id_fields = ["created_by"]
+    inlines = [MembershipInline]
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ["user", "circle", "role", "status", "joined_at", "willing_to_facilitate"]
+    list_filter = ["role", "status", "willing_to_facilitate"]
+    search_fields = ["user__display_name", "user__email", "circle__name"]
+    list_select_related = ["user", "circle"]
+    raw_id_fields = ["user", "circle"]
+
+
+@admin.register(CommunityGuidelines)
+class CommunityGuidelinesAdmin(admin.ModelAdmin):
+    """Adding a version publishes it; a published version is never edited or deleted,
+    since people agreed to exactly that text."""
+
+    list_display = ["version", "published_at", "summary_of_changes"]
+    readonly_fields = ["version"]
+    fields = ["version", "text", "summary_of_changes", "published_at"]
+
+    def has_change_permission(self, request, obj=None):
+        return obj is None and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(GuidelinesAcceptance)
+class GuidelinesAcceptanceAdmin(admin.ModelAdmin):
+    list_display = ["user", "guidelines", "accepted_at"]
+    list_filter = ["guidelines"]
+    search_fields = ["user__display_name", "user__email"]
+    list_select_related = ["user", "guidelines"]
+    raw_id_fields = ["user"]
+
+
+@admin.register(CrisisResource)
+class CrisisResourceAdmin(admin.ModelAdmin):
+    list_display = ["name", "contact", "region", "url", "position"]
+    list_editable = ["position"]
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+    search_fields = ["name", "region"]
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "circle", "actor", "action", "subject", "reason"]
+    list_filter = ["action"]
+    search_fields = ["circle__name", "actor__display_name", "subject__display_name"]
+    list_select_related = ["circle", "actor", "subject"]
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -1,0 +1,243 @@
+from __future__ import annotations
+
+import secrets
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.text import slugify
+from django.utils.translation import gettext_lazy as _
+
+MIN_CAPACITY = 3
+MAX_CAPACITY = 20
+DEFAULT_CAPACITY = 12
+
+
+def new_invite_token() -> str:
+    return secrets.token_urlsafe(settings.CIRCLE_INVITE_TOKEN_BYTES)
+
+
+class Topic(models.TextChoices):
+    ANXIETY = "anxiety", _("Anxiety and worry")
+    DEPRESSION = "depression", _("Low mood and depression")
+    GRIEF = "grief", _("Grief and loss")
+    RECOVERY = "recovery", _("Addiction recovery")
+    CAREGIVING = "caregiving", _("Caring for someone")
+    CHRONIC_ILLNESS = "chronic_illness", _("Living with illness or pain")
+    PARENTING = "parenting", _("Parenting")
+    IDENTITY = "identity", _("Identity and belonging")
+    OTHER = "other", _("Something else")
+
+
+class JoinPolicy(models.TextChoices):
+    OPEN = "open", _("Anyone can join")
+    REQUEST = "request", _("Ask to join")
+    INVITE = "invite", _("By invitation")
+
+
+class Circle(models.Model):
+    """A small group that meets to support each other."""
+
+    name = models.CharField(_("name"), max_length=80)
+    slug = models.SlugField(_("slug"), max_length=90, unique=True, editable=False)
+    description = models.TextField(_("about this circle"), max_length=2000)
+    topic = models.CharField(_("topic"), max_length=32, choices=Topic.choices)
+    capacity = models.PositiveSmallIntegerField(
+        _("how many members"),
+        default=DEFAULT_CAPACITY,
+        validators=[MinValueValidator(MIN_CAPACITY), MaxValueValidator(MAX_CAPACITY)],
+        help_text=_("Between 3 and 20. Circles of 5 to 12 tend to work best."),
+    )
+    join_policy = models.CharField(
+        _("who can join"), max_length=16, choices=JoinPolicy.choices, default=JoinPolicy.OPEN
+    )
+    invite_token = models.CharField(
+        max_length=64, unique=True, default=new_invite_token, editable=False
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(capacity__gte=MIN_CAPACITY) & Q(capacity__lte=MAX_CAPACITY),
+                name="circles_circle_capacity_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def save(self, *args, **kwargs) -> None:
+        if not self.slug:
+            self.slug = unique_slug(self.name)
+        super().save(*args, **kwargs)
+
+    def get_absolute_url(self) -> str:
+        return reverse("circles:detail", kwargs={"slug": self.slug})
+
+
+def unique_slug(name: str) -> str:
+    base = slugify(name)[:80] or "circle"
+    slug = base
+    while Circle.objects.filter(slug=slug).exists():
+        slug = f"{base}-{secrets.token_hex(3)}"
+    return slug
+
+
+class Role(models.TextChoices):
+    MEMBER = "member", _("Member")
+    MODERATOR = "moderator", _("Moderator")
+
+
+class MembershipStatus(models.TextChoices):
+    ACTIVE = "active", _("Active")
+    PENDING = "pending", _("Waiting for a moderator")
+    REMOVED = "removed", _("Removed")
+    BANNED = "banned", _("Banned")
+
+
+class Membership(models.Model):
+    """One person's place in one circle."""
+
+    circle = models.ForeignKey(Circle, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
+    status = models.CharField(
+        max_length=16, choices=MembershipStatus.choices, default=MembershipStatus.ACTIVE
+    )
+    joined_at = models.DateTimeField(
+        null=True, blank=True, help_text=_("When the membership became active.")
+    )
+    requested_at = models.DateTimeField(default=timezone.now)
+    willing_to_facilitate = models.BooleanField(_("willing to facilitate"), default=False)
+
+    class Meta:
+        ordering = ["joined_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["circle", "user"], name="circles_one_membership"),
+        ]
+        indexes = [models.Index(fields=["circle", "status"], name="circles_membership_status")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.circle} ({self.get_status_display()})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == MembershipStatus.ACTIVE
+
+    @property
+    def is_moderator(self) -> bool:
+        return self.is_active and self.role == Role.MODERATOR
+
+    @property
+    def is_shut_out(self) -> bool:
+        """Removed or banned: no way back in through any join path."""
+        return self.status in {MembershipStatus.REMOVED, MembershipStatus.BANNED}
+
+
+class CommunityGuidelines(models.Model):
+    """One version of the guidelines every member accepts; the newest published is current."""
+
+    version = models.PositiveIntegerField(unique=True, editable=False)
+    text = models.TextField(
+        help_text=_("Markdown: paragraphs, lists, headings, emphasis and links. No raw HTML.")
+    )
+    summary_of_changes = models.CharField(max_length=200, blank=True)
+    published_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-version"]
+        verbose_name = _("community guidelines")
+        verbose_name_plural = _("community guidelines")
+
+    def __str__(self) -> str:
+        return f"Community guidelines, version {self.version}"
+
+    def save(self, *args, **kwargs) -> None:
+        if self.version is None:
+            latest = CommunityGuidelines.objects.aggregate(models.Max("version"))["version__max"]
+            self.version = (latest or 0) + 1
+        super().save(*args, **kwargs)
+
+
+class GuidelinesAcceptance(models.Model):
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="guidelines_acceptances"
+    )
+    guidelines = models.ForeignKey(
+        CommunityGuidelines, on_delete=models.PROTECT, related_name="acceptances"
+    )
+    accepted_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "guidelines"], name="circles_accept_guidelines_once"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} accepted version {self.guidelines.version}"
+
+
+class CrisisResource(models.Model):
+    """A place to turn to in a crisis, kept by the admins."""
+
+    name = models.CharField(max_length=120)
+    contact = models.CharField(max_length=120, help_text=_("A phone number or text line."))
+    url = models.URLField(blank=True)
+    region = models.CharField(max_length=80, blank=True, help_text=_("Where it serves."))
+    position = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["position", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AuditAction(models.TextChoices):
+    JOIN_APPROVE = "join_approve", _("approved a request to join")
+    JOIN_DECLINE = "join_decline", _("declined a request to join")
+    MODERATOR_APPOINT = "moderator_appoint", _("made a member a moderator")
+    MODERATOR_STEP_DOWN = "moderator_step_down", _("stepped down as moderator")
+    INVITE_RENEW = "invite_renew", _("renewed the invite link")
+
+
+class AuditEntry(models.Model):
+    """An act by someone holding a role, kept for the circle to see (append-only)."""
+
+    circle = models.ForeignKey(Circle, on_delete=models.CASCADE, related_name="audit_entries")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    subject = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    action = models.CharField(max_length=32, choices=AuditAction.choices)
+    reason = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = _("audit entries")
+
+    def __str__(self) -> str:
+        return f"{self.actor} {self.get_action_display()} ({self.circle})"

@@ -1,0 +1,13 @@
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    """A refusal the person can read: warm, plain, and never a stack trace."""
+
+    def __init__(self, message: str, *, code: str = "invalid"):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+    def __str__(self) -> str:
+        return str(self.message)

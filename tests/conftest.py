@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from django.core.cache import cache
+
+from circles.models import Circle, JoinPolicy, Membership, MembershipStatus, Role
+from circles.selectors import guidelines_current
+from circles.services.guidelines import guidelines_accept
+
+_numbers = itertools.count(1)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Rate limits and cached reads never carry over from one test to the next."""
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def make_user(django_user_model):
+    def make(*, display_name: str | None = None, accepted: bool = True, password: str = "pw-1"):
+        number = next(_numbers)
+        user = django_user_model.objects.create_user(
+            email=f"person{number}@example.test",
+            display_name=display_name or f"Person {number}",
+            password=password,
+        )
+        if accepted:
+            guidelines_accept(user=user, version=guidelines_current().version)
+        return user
+
+    return make
+
+
+@pytest.fixture
+def make_circle(make_user):
+    def make(
+        *,
+        moderator=None,
+        join_policy: str = JoinPolicy.OPEN,
+        capacity: int = 12,
+        name: str | None = None,
+        members: tuple = (),
+    ) -> Circle:
+        moderator = moderator or make_user()
+        circle = Circle.objects.create(
+            name=name or f"Circle {next(_numbers)}",
+            description="A circle for tests.",
+            topic="anxiety",
+            join_policy=join_policy,
+            capacity=capacity,
+            created_by=moderator,
+        )
+        Membership.objects.create(
+            circle=circle,
+            user=moderator,
+            role=Role.MODERATOR,
+            status=MembershipStatus.ACTIVE,
+            joined_at=circle.created_at,
+        )
+        for member in members:
+            Membership.objects.create(
+                circle=circle,
+                user=member,
+                status=MembershipStatus.ACTIVE,
+                joined_at=circle.created_at,
+            )
+        return circle
+
+    return make
+
+
+@pytest.fixture
+def admin_user(django_user_model):
+    """pytest-django's admin knows nothing of display names; ours has one."""
+    return django_user_model.objects.create_superuser(
+        email="admin@example.test", display_name="Site Admin", password="pw-admin"
+    )
