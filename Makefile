@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 PORT ?= 8000
 
-.PHONY: run test test-unit test-browser lint check bench clean
+.PHONY: run test test-unit test-room-embedded test-browser lint check bench clean
 
 $(INSTALLED): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,7 @@ run: $(INSTALLED)
 	@echo ""
 	@echo "Peer Circles is at http://127.0.0.1:$(PORT)/  (Ctrl-C stops it)"
 	@echo ""
-	env -u DATABASE_URL -u REDIS_URL -u EMAIL_URL $(BIN)/daphne -b 127.0.0.1 -p $(PORT) config.asgi:application
+	env -u DATABASE_URL -u REDIS_URL -u EMAIL_URL $(BIN)/python -m config.serve -b 127.0.0.1 -p $(PORT) config.asgi:application
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
@@ -38,10 +38,15 @@ check: $(INSTALLED)
 test-unit: $(INSTALLED)
 	$(BIN)/pytest --ignore=tests/browser
 
+# The live room also runs on the embedded default (one process, SQLite, in-memory
+# layer); tests that need Redis between processes are deselected there.
+test-room-embedded: $(INSTALLED)
+	env -u DATABASE_URL -u REDIS_URL $(BIN)/pytest tests/room -m "not redis"
+
 test-browser: $(INSTALLED)
 	$(BIN)/pytest tests/browser
 
-test: lint check test-unit test-browser
+test: lint check test-unit test-room-embedded test-browser
 
 clean:
 	rm -rf $(VENV) var test-artifacts .pytest_cache .ruff_cache

@@ -8,6 +8,8 @@ from circles.models import (
     CrisisResource,
     GuidelinesAcceptance,
     Membership,
+    Message,
+    Session,
 )
 
 
@@ -84,4 +86,32 @@ class AuditEntryAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Session)
+class SessionAdmin(admin.ModelAdmin):
+    list_display = ["circle", "status", "facilitator", "opened_at", "closed_at"]
+    list_filter = ["status"]
+    search_fields = ["circle__name", "facilitator__display_name"]
+    list_select_related = ["circle", "facilitator"]
+    raw_id_fields = ["circle", "facilitator", "opened_by", "closed_by"]
+
+
+@admin.register(Message)
+class MessageAdmin(admin.ModelAdmin):
+    """Message metadata only: what members say is not browsable here. Hidden text
+    reaches admins through the moderation queue (a later issue), not this list."""
+
+    list_display = ["circle", "seq", "kind", "author", "created_at", "hidden_at"]
+    list_filter = ["kind"]
+    search_fields = ["circle__name", "author__display_name"]
+    list_select_related = ["circle", "author"]
+    fields = ["circle", "session", "seq", "kind", "author", "created_at", "hidden_at"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
         return False

@@ -38,6 +38,9 @@ class JoinPolicy(models.TextChoices):
     INVITE = "invite", _("By invitation")
 
 
+LOCKED_COUNTERS = {"last_seq", "access_version"}
+
+
 class Circle(models.Model):
     """A small group that meets to support each other."""
 
@@ -65,6 +68,12 @@ class Circle(models.Model):
         related_name="+",
     )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
+    # The seq of the circle's newest message: bumped under this row's lock, so every
+    # message of a circle gets the next number with no gaps.
+    last_seq = models.PositiveBigIntegerField(default=0, editable=False)
+    # Bumped whenever someone loses access; every broadcast carries it, so a
+    # consumer re-checks its member before forwarding anything sent after a removal.
+    access_version = models.PositiveBigIntegerField(default=0, editable=False)
 
     class Meta:
         ordering = ["name", "id"]
@@ -81,6 +90,14 @@ class Circle(models.Model):
     def save(self, *args, **kwargs) -> None:
         if not self.slug:
             self.slug = unique_slug(self.name)
+        if not self._state.adding and kwargs.get("update_fields") is None:
+            # The counters move only under the row lock, in services: a save from a
+            # stale copy (the admin, say) must never wind them back.
+            kwargs["update_fields"] = [
+                field.attname
+                for field in self._meta.concrete_fields
+                if not field.primary_key and field.attname not in LOCKED_COUNTERS
+            ]
         super().save(*args, **kwargs)
 
     def get_absolute_url(self) -> str:
@@ -122,6 +139,9 @@ class Membership(models.Model):
         null=True, blank=True, help_text=_("When the membership became active.")
     )
     requested_at = models.DateTimeField(default=timezone.now)
+    # The circle's last seq when the membership became active: members see only
+    # messages after it, never what was said before they arrived.
+    visible_after_seq = models.PositiveBigIntegerField(default=0)
     willing_to_facilitate = models.BooleanField(_("willing to facilitate"), default=False)
 
     class Meta:
@@ -146,6 +166,133 @@ class Membership(models.Model):
     def is_shut_out(self) -> bool:
         """Removed or banned: no way back in through any join path."""
         return self.status in {MembershipStatus.REMOVED, MembershipStatus.BANNED}
+
+
+class SessionStatus(models.TextChoices):
+    SCHEDULED = "scheduled", _("Scheduled")
+    OPEN = "open", _("Open")
+    CLOSED = "closed", _("Closed")
+
+
+class Session(models.Model):
+    """One meeting of a circle. At most one is open per circle."""
+
+    circle = models.ForeignKey(Circle, on_delete=models.CASCADE, related_name="sessions")
+    status = models.CharField(
+        max_length=16, choices=SessionStatus.choices, default=SessionStatus.SCHEDULED
+    )
+    facilitator = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    scheduled_for = models.DateTimeField(null=True, blank=True)
+    opened_at = models.DateTimeField(null=True, blank=True)
+    opened_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    closed_at = models.DateTimeField(null=True, blank=True)
+    closed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+
+    class Meta:
+        ordering = ["-opened_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["circle"],
+                condition=Q(status="open"),
+                name="circles_one_open_session_per_circle",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.circle} session {self.pk} ({self.get_status_display()})"
+
+
+class MessageKind(models.TextChoices):
+    SHARE = "share", _("Share")
+    FACILITATION = "facilitation", _("Facilitation")
+    SYSTEM = "system", _("System")
+
+
+MAX_MESSAGE_LENGTH = 4000
+
+
+class Message(models.Model):
+    """Something said in a session. `seq` orders a circle's messages: 1, 2, 3 … no gaps."""
+
+    circle = models.ForeignKey(Circle, on_delete=models.CASCADE, related_name="messages")
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="messages")
+    seq = models.PositiveBigIntegerField()
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    kind = models.CharField(max_length=16, choices=MessageKind.choices, default=MessageKind.SHARE)
+    text = models.TextField(max_length=MAX_MESSAGE_LENGTH)
+    client_id = models.UUIDField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    hidden_at = models.DateTimeField(null=True, blank=True)
+    hidden_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    hidden_reason = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["circle", "seq"]
+        constraints = [
+            # Also the index for "the last 50 of this circle" and "everything after seq N".
+            models.UniqueConstraint(fields=["circle", "seq"], name="circles_message_seq_unique"),
+            models.UniqueConstraint(
+                fields=["author", "client_id"], name="circles_message_client_id_once"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"message {self.seq} in {self.circle_id}"
+
+
+class RoomConnection(models.Model):
+    """One open websocket in a circle's room, kept alive by its consumer's heartbeat.
+
+    Presence is derived from these rows, so every process agrees on it; a process
+    that dies stops beating and its rows lapse after a few seconds.
+    """
+
+    channel_name = models.CharField(max_length=200, unique=True)
+    circle = models.ForeignKey(Circle, on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    connected_at = models.DateTimeField(default=timezone.now)
+    seen_at = models.DateTimeField(default=timezone.now)
+    # Closed because the member opened too many: its consumer closes with 4409.
+    replaced = models.BooleanField(default=False)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["circle", "seen_at"], name="circles_roomconn_circle_seen"),
+            models.Index(fields=["user", "connected_at"], name="circles_roomconn_user"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} in {self.circle_id}"
 
 
 class CommunityGuidelines(models.Model):
@@ -215,6 +362,9 @@ class AuditAction(models.TextChoices):
     MODERATOR_APPOINT = "moderator_appoint", _("made a member a moderator")
     MODERATOR_STEP_DOWN = "moderator_step_down", _("stepped down as moderator")
     INVITE_RENEW = "invite_renew", _("renewed the invite link")
+    MEMBER_REMOVE = "member_remove", _("removed a member")
+    SESSION_OPEN = "session_open", _("opened a session")
+    SESSION_CLOSE = "session_close", _("closed a session")
 
 
 class AuditEntry(models.Model):

@@ -1,3 +1,9 @@
-"""Websocket routes: the live room arrives with protocol v1."""
+"""Websocket routes: one live room per circle (docs/protocol.md)."""
 
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from circles.consumers import RoomConsumer
+
+websocket_urlpatterns = [
+    path("ws/circles/<int:circle_id>/", RoomConsumer.as_asgi()),
+]

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+from importlib import import_module
+
+from django.conf import settings
+from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.utils.crypto import constant_time_compare
 
 from circles.models import (
     Circle,
@@ -11,7 +17,11 @@ from circles.models import (
     GuidelinesAcceptance,
     Membership,
     MembershipStatus,
+    Message,
     Role,
+    RoomConnection,
+    Session,
+    SessionStatus,
 )
 
 ACTIVE_MEMBERS = Count("memberships", filter=Q(memberships__status=MembershipStatus.ACTIVE))
@@ -98,3 +108,127 @@ def memberships_of_user(*, user) -> QuerySet[Membership]:
 
 def crisis_resources() -> QuerySet[CrisisResource]:
     return CrisisResource.objects.all()
+
+
+# The live room ------------------------------------------------------------------
+
+HISTORY_SIZE = 50
+RESUME_PAGE = 1000
+PRESENCE_LAPSE_SECONDS = 15
+
+
+class RoomRefusal:
+    """Close codes for a connection that may not be in the room (protocol.md)."""
+
+    NOT_SIGNED_IN = 4401
+    NOT_A_MEMBER = 4403
+    NO_SUCH_CIRCLE = 4404
+    GUIDELINES = 4428
+    SIGNED_OUT = 4408
+    REPLACED = 4409
+
+
+def room_membership(*, circle_id: int, user_id: int) -> Membership | None:
+    """The active membership that lets this person into the room, with its circle."""
+    return (
+        Membership.objects.select_related("circle", "user")
+        .filter(circle_id=circle_id, user_id=user_id, status=MembershipStatus.ACTIVE)
+        .first()
+    )
+
+
+def room_refusal(*, circle_id: int, user) -> int | None:
+    """Why this person may not enter the room, as a close code, or None."""
+    if not user.is_authenticated:
+        return RoomRefusal.NOT_SIGNED_IN
+    if not Circle.objects.filter(pk=circle_id).exists():
+        return RoomRefusal.NO_SUCH_CIRCLE
+    if room_membership(circle_id=circle_id, user_id=user.pk) is None:
+        return RoomRefusal.NOT_A_MEMBER
+    if not guidelines_accepted(user=user):
+        return RoomRefusal.GUIDELINES
+    return None
+
+
+def session_open_for(*, circle_id: int) -> Session | None:
+    return (
+        Session.objects.select_related("facilitator")
+        .filter(circle_id=circle_id, status=SessionStatus.OPEN)
+        .first()
+    )
+
+
+def visible_messages(*, membership: Membership) -> QuerySet[Message]:
+    """What this member may see of the circle's messages: only since they joined."""
+    return Message.objects.filter(
+        circle_id=membership.circle_id, seq__gt=membership.visible_after_seq
+    ).select_related("author")
+
+
+def room_history(*, membership: Membership, up_to: int) -> list[Message]:
+    """The last 50 visible messages up to seq `up_to`, oldest first."""
+    visible = visible_messages(membership=membership).filter(seq__lte=up_to)
+    newest = list(visible.order_by("-seq")[:HISTORY_SIZE])
+    newest.reverse()
+    return newest
+
+
+def messages_after(*, membership: Membership, after: int) -> tuple[list[Message], bool]:
+    """Visible messages with seq > after, in order, one page; and whether more remain."""
+    page = list(
+        visible_messages(membership=membership)
+        .filter(seq__gt=after)
+        .order_by("seq")[: RESUME_PAGE + 1]
+    )
+    return page[:RESUME_PAGE], len(page) > RESUME_PAGE
+
+
+def message_by_client_id(*, user_id: int, client_id) -> Message | None:
+    return (
+        Message.objects.select_related("author")
+        .filter(author_id=user_id, client_id=client_id)
+        .first()
+    )
+
+
+def circle_access_version(*, circle_id: int) -> int:
+    return Circle.objects.filter(pk=circle_id).values_list("access_version", flat=True).first() or 0
+
+
+def circle_latest_seq(*, circle_id: int) -> int:
+    return Circle.objects.filter(pk=circle_id).values_list("last_seq", flat=True).first() or 0
+
+
+def room_presence(*, circle_id: int, now) -> list[dict]:
+    """Everyone with a live connection to the room: one entry per person."""
+    since = now - timedelta(seconds=PRESENCE_LAPSE_SECONDS)
+    rows = (
+        RoomConnection.objects.filter(circle_id=circle_id, seen_at__gte=since, replaced=False)
+        .values_list("user_id", "user__display_name")
+        .distinct()
+        .order_by("user__display_name", "user_id")
+    )
+    people = list(rows)
+    roles = dict(
+        Membership.objects.filter(
+            circle_id=circle_id, user_id__in=[pk for pk, _name in people]
+        ).values_list("user_id", "role")
+    )
+    return [
+        {"member_id": pk, "name": name, "role": roles.get(pk, Role.MEMBER), "hand_raised": False}
+        for pk, name in people
+    ]
+
+
+def session_key_is_valid(*, session_key: str | None, user) -> bool:
+    """Is the sign-in this socket was opened with still current (not logged out, same password)?"""
+    if not session_key:
+        return False
+    store = import_module(settings.SESSION_ENGINE).SessionStore(session_key=session_key)
+    data = store.load()
+    if str(data.get(SESSION_KEY, "")) != str(user.pk):
+        return False
+    fresh = type(user).objects.filter(pk=user.pk, is_active=True).first()
+    if fresh is None:
+        return False
+    return constant_time_compare(data.get(HASH_SESSION_KEY, ""), fresh.get_session_auth_hash())

@@ -11,6 +11,9 @@ urlpatterns = [
     path("<slug:slug>/", views.circle_detail, name="detail"),
     path("<slug:slug>/join/", views.circle_join, name="join"),
     path("<slug:slug>/leave/", views.circle_leave, name="leave"),
+    path("<slug:slug>/room/", views.circle_room, name="room"),
+    path("<slug:slug>/session/open/", views.circle_session_open, name="session_open"),
+    path("<slug:slug>/session/close/", views.circle_session_close, name="session_close"),
     path("<slug:slug>/members/", views.circle_members, name="members"),
     path(
         "<slug:slug>/members/<int:membership_id>/moderator/",

@@ -32,6 +32,7 @@ from circles.services.memberships import (
     moderator_appoint,
     moderator_step_down,
 )
+from circles.services.sessions import session_close, session_open
 
 CIRCLES_PER_PAGE = 24
 GUIDELINES_TAGS = {"p", "ul", "ol", "li", "h2", "h3", "h4", "em", "strong", "a", "blockquote"}
@@ -86,6 +87,9 @@ def circle_detail(request: HttpRequest, slug: str) -> HttpResponse:
         {
             "circle": circle,
             "membership": membership,
+            "open_session": selectors.session_open_for(circle_id=circle.pk)
+            if membership is not None and membership.is_active
+            else None,
             "is_full": circle.active_count >= circle.capacity,
             "JoinPolicy": JoinPolicy,
         },
@@ -126,6 +130,42 @@ def circle_leave(request: HttpRequest, slug: str) -> HttpResponse:
     try:
         membership_leave(circle=circle, user=request.user)
         messages.success(request, _("You've left %(circle)s. Take care.") % {"circle": circle})
+    except ServiceError as error:
+        _say_refusal(request, error)
+    return redirect(circle)
+
+
+@guidelines_required
+@require_GET
+def circle_room(request: HttpRequest, slug: str) -> HttpResponse:
+    """The live room's page; the room itself speaks over the websocket (room.js)."""
+    circle = _circle_or_404(slug)
+    membership = selectors.membership_of(circle=circle, user=request.user)
+    if membership is None or not membership.is_active:
+        return render(request, "circles/members_only.html", {"circle": circle}, status=403)
+    return render(request, "circles/room.html", {"circle": circle, "membership": membership})
+
+
+@guidelines_required
+@require_POST
+def circle_session_open(request: HttpRequest, slug: str) -> HttpResponse:
+    circle = _circle_or_404(slug)
+    try:
+        session_open(circle_id=circle.pk, user=request.user)
+        messages.success(request, _("The session is open. You're facilitating."))
+    except ServiceError as error:
+        _say_refusal(request, error)
+        return redirect(circle)
+    return redirect("circles:room", slug=circle.slug)
+
+
+@guidelines_required
+@require_POST
+def circle_session_close(request: HttpRequest, slug: str) -> HttpResponse:
+    circle = _circle_or_404(slug)
+    try:
+        session_close(circle_id=circle.pk, user=request.user)
+        messages.success(request, _("The session is closed. Thank you for holding the space."))
     except ServiceError as error:
         _say_refusal(request, error)
     return redirect(circle)

@@ -91,7 +91,13 @@ def read_database(*, base_dir: Path, debug: bool) -> dict:
     return config
 
 
-def read_redis(url: str) -> tuple[dict, dict]:
+REDIS_LAYERS = {
+    "core": "channels_redis.core.RedisChannelLayer",
+    "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
+}
+
+
+def read_redis(url: str, *, secret_key: str, layer_kind: str = "core") -> tuple[dict, dict]:
     """The channel layer and the cache: Redis when REDIS_URL is set, else in-process."""
     if not url:
         return (
@@ -101,18 +107,18 @@ def read_redis(url: str) -> tuple[dict, dict]:
     parts = urlsplit(url)
     if parts.scheme not in {"redis", "rediss", "unix"}:
         raise ImproperlyConfigured("REDIS_URL must start with redis://, rediss:// or unix://.")
-    layer = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {
-                # redis-py 8 reads with a 5 s socket timeout, the same as the layer's
-                # blocking read: idle consumers would die every few seconds.
-                "hosts": [{"address": url, "socket_timeout": None}],
-                "capacity": 1500,
-                "expiry": 30,
-            },
-        }
+    if layer_kind not in REDIS_LAYERS:
+        raise ImproperlyConfigured("REDIS_CHANNEL_LAYER must be core or pubsub.")
+    config = {
+        # redis-py 8 reads with a 5 s socket timeout, the same as the layer's
+        # blocking read: idle consumers would die every few seconds.
+        "hosts": [{"address": url, "socket_timeout": None}],
+        # What members say passes through Redis encrypted, never in the clear.
+        "symmetric_encryption_keys": [secret_key],
     }
+    if layer_kind == "core":
+        config.update({"capacity": 1500, "expiry": 30})
+    layer = {"default": {"BACKEND": REDIS_LAYERS[layer_kind], "CONFIG": config}}
     cache = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",

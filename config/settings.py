@@ -88,7 +88,11 @@ DATABASES = {"default": read_database(base_dir=BASE_DIR, debug=DEBUG)}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
-CHANNEL_LAYERS, CACHES = read_redis(REDIS_URL)
+CHANNEL_LAYERS, CACHES = read_redis(
+    REDIS_URL,
+    secret_key=SECRET_KEY,
+    layer_kind=os.environ.get("REDIS_CHANNEL_LAYER", "core"),
+)
 
 AUTH_USER_MODEL = "accounts.User"
 AUTHENTICATION_BACKENDS = [
@@ -167,7 +171,14 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"redact_secrets": {"()": "config.redaction.RedactSecrets"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["redact_secrets"],
+        }
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {
         # A 4xx/5xx line from django.request includes the path, which may hold a token.
@@ -178,3 +189,10 @@ LOGGING = {
 
 # Circles
 CIRCLE_INVITE_TOKEN_BYTES = 24
+
+# The live room (docs/protocol.md). Seconds; tests shorten some of them.
+ROOM_TICK_SECONDS = float(os.environ.get("ROOM_TICK_SECONDS", "15"))
+ROOM_BEAT_SECONDS = 5.0
+ROOM_ACCESS_CHECK_SECONDS = 1.0
+ROOM_FULL_CHECK_SECONDS = 30.0
+ROOM_SWEEP_SECONDS = 1.0

@@ -20,7 +20,6 @@ from pathlib import Path
 from django.conf import settings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DAPHNE = Path(sys.executable).with_name("daphne")
 
 
 def free_port() -> int:
@@ -85,7 +84,16 @@ def start_daphne(
     log_path = log_dir / f"{name}-{port}.log"
     log_file = log_path.open("w")
     process = subprocess.Popen(
-        [str(DAPHNE), "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
+        [
+            sys.executable,
+            "-m",
+            "config.serve",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "config.asgi:application",
+        ],
         cwd=PROJECT_ROOT,
         env=env,
         stdout=log_file,
@@ -109,3 +117,22 @@ def _wait_until_serving(server: LiveServer, timeout: float = 30.0) -> None:
             time.sleep(0.1)
     server.stop(signal.SIGKILL)
     raise RuntimeError(f"daphne did not start within {timeout} s:\n{server.log()}")
+
+
+def wait_for_other_database_sessions_to_end(timeout: float = 10.0) -> None:
+    """After stopping servers, let PostgreSQL notice their connections closed, so the
+    test database can be dropped at the end of the run."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid()"
+            )
+            if cursor.fetchone()[0] == 0:
+                return
+        time.sleep(0.1)

@@ -6,6 +6,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from circles.events import notify_access_changed
 from circles.models import (
     AuditAction,
     AuditEntry,
@@ -65,10 +66,16 @@ def _activate(circle: Circle, user, existing: Membership | None) -> Membership:
     if existing is not None:  # a pending request let in by invite
         existing.status = MembershipStatus.ACTIVE
         existing.joined_at = now
-        existing.save(update_fields=["status", "joined_at"])
+        existing.visible_after_seq = circle.last_seq
+        existing.save(update_fields=["status", "joined_at", "visible_after_seq"])
         return existing
     return Membership.objects.create(
-        circle=circle, user=user, status=MembershipStatus.ACTIVE, joined_at=now, requested_at=now
+        circle=circle,
+        user=user,
+        status=MembershipStatus.ACTIVE,
+        joined_at=now,
+        requested_at=now,
+        visible_after_seq=circle.last_seq,
     )
 
 
@@ -126,7 +133,8 @@ def membership_approve(*, actor, membership: Membership) -> Membership:
         raise ServiceError(CIRCLE_FULL, code="full")
     membership.status = MembershipStatus.ACTIVE
     membership.joined_at = timezone.now()
-    membership.save(update_fields=["status", "joined_at"])
+    membership.visible_after_seq = circle.last_seq
+    membership.save(update_fields=["status", "joined_at", "visible_after_seq"])
     AuditEntry.objects.create(
         circle=circle, actor=actor, subject=membership.user, action=AuditAction.JOIN_APPROVE
     )
@@ -161,6 +169,7 @@ def membership_leave(*, circle: Circle, user) -> None:
     if membership.is_moderator and _is_last_moderator_among_others(circle, membership):
         raise ServiceError(LAST_MODERATOR, code="conflict")
     membership.delete()
+    access_revoke(circle=circle, user_id=user.pk)
 
 
 def _is_last_moderator_among_others(circle: Circle, membership: Membership) -> bool:
@@ -204,3 +213,38 @@ def moderator_step_down(*, circle: Circle, user) -> Membership:
         circle=circle, actor=user, subject=user, action=AuditAction.MODERATOR_STEP_DOWN
     )
     return membership
+
+
+CANNOT_REMOVE_MODERATOR = _("A moderator steps down before they can be removed.")
+CANNOT_REMOVE_SELF = _("To leave, use Leave this circle.")
+
+
+@transaction.atomic
+def membership_remove(*, actor, membership: Membership, reason: str) -> Membership:
+    """A moderator removes a member: they lose access at once, and cannot rejoin."""
+    circle = _lock_circle(membership.circle)
+    require_moderator(circle=circle, user=actor)
+    membership = Membership.objects.select_for_update().get(pk=membership.pk)
+    if membership.user_id == actor.pk:
+        raise ServiceError(CANNOT_REMOVE_SELF, code="invalid")
+    if membership.is_moderator:
+        raise ServiceError(CANNOT_REMOVE_MODERATOR, code="forbidden")
+    membership.status = MembershipStatus.REMOVED
+    membership.save(update_fields=["status"])
+    AuditEntry.objects.create(
+        circle=circle,
+        actor=actor,
+        subject=membership.user,
+        action=AuditAction.MEMBER_REMOVE,
+        reason=reason.strip()[:500],
+    )
+    access_revoke(circle=circle, user_id=membership.user_id)
+    return membership
+
+
+def access_revoke(*, circle: Circle, user_id: int) -> None:
+    """Someone lost access to a circle: open sockets close within a beat, and
+    nothing broadcast after this commit reaches them. The caller holds the lock."""
+    circle.access_version += 1
+    circle.save(update_fields=["access_version"])
+    notify_access_changed(user_id)

@@ -103,11 +103,12 @@ def test_debug_alone_runs_on_the_embedded_default():
 def test_redis_url_brings_the_redis_layer_without_a_read_timeout():
     from config.environment import read_redis
 
-    layer, cache = read_redis("redis://127.0.0.1:6379/3")
+    layer, cache = read_redis("redis://127.0.0.1:6379/3", secret_key="k" * 40)
     assert layer["default"]["BACKEND"] == "channels_redis.core.RedisChannelLayer"
     assert layer["default"]["CONFIG"]["hosts"] == [
         {"address": "redis://127.0.0.1:6379/3", "socket_timeout": None}
     ]
+    assert layer["default"]["CONFIG"]["symmetric_encryption_keys"] == ["k" * 40]
     assert cache["default"]["LOCATION"] == "redis://127.0.0.1:6379/3"
 
 

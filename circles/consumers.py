@@ -1,0 +1,309 @@
+"""The live room: one websocket per member per tab, speaking docs/protocol.md.
+
+Thin, like a view: parse the frame, check access, call one service or selector,
+send the answer. Group events from services (on any process) are forwarded to
+the client after a visibility check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.core.cache import cache
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from circles import frames, ratelimit, selectors
+from circles.groups import access_epoch_key, circle_group, user_group
+from circles.models import MessageKind
+from circles.selectors import RoomRefusal
+from circles.services.errors import ServiceError
+from circles.services.messages import message_post
+from circles.services.room import room_beat, room_connect, room_disconnect
+from circles.services.sessions import session_close, session_open
+
+logger = logging.getLogger(__name__)
+
+SAY_LIMIT = ratelimit.Limit("say", count=20, seconds=30)
+OTHER_LIMIT = ratelimit.Limit("frame", count=60, seconds=30)
+SAY_KINDS = {MessageKind.SHARE.value, MessageKind.FACILITATION.value}
+
+db = database_sync_to_async
+
+
+def _setting(name: str, default: float) -> float:
+    return getattr(settings, name, default)
+
+
+class FrameError(Exception):
+    """A frame the server can't act on; answered with an `error` frame."""
+
+    def __init__(self, code: str, detail: str, *, retry_after: float | None = None):
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+        self.retry_after = retry_after
+
+
+class RoomConsumer(AsyncWebsocketConsumer):
+    circle_id: int
+    membership = None
+    hello_seq = 0
+    closing = False
+
+    # Connection ---------------------------------------------------------------
+
+    async def connect(self) -> None:
+        # Accept first: a close before accept reaches browsers as 1006, not our code.
+        await self.accept()
+        user = self.scope["user"]
+        self.circle_id = int(self.scope["url_route"]["kwargs"]["circle_id"])
+        refusal = await db(selectors.room_refusal)(circle_id=self.circle_id, user=user)
+        if refusal is not None:
+            await self.close_with(refusal)
+            return
+        self.user = user
+        self.session_key = self.scope["session"].session_key
+        self.membership = await db(selectors.room_membership)(
+            circle_id=self.circle_id, user_id=user.pk
+        )
+        self.access_version = self.membership.circle.access_version
+        # Join the groups before reading the state, so nothing falls between the two.
+        await self.channel_layer.group_add(circle_group(self.circle_id), self.channel_name)
+        await self.channel_layer.group_add(user_group(user.pk), self.channel_name)
+        self.access_epoch = await self.read_access_epoch()
+        await db(room_connect)(
+            circle_id=self.circle_id, user_id=user.pk, channel_name=self.channel_name
+        )
+        await self.send_json(await db(self.hello)())
+        self.beat_task = asyncio.create_task(self.beat_forever())
+
+    def hello(self) -> dict:
+        # The seq first: history stops there, and anything newer arrives live.
+        self.hello_seq = selectors.circle_latest_seq(circle_id=self.circle_id)
+        session = selectors.session_open_for(circle_id=self.circle_id)
+        history = selectors.room_history(membership=self.membership, up_to=self.hello_seq)
+        role = self.membership.role
+        if session is not None and session.facilitator_id == self.user.pk:
+            role = "facilitator"
+        return {
+            "type": "hello",
+            "protocol": frames.PROTOCOL_VERSION,
+            "you": {"member_id": self.user.pk, "name": self.user.display_name, "role": role},
+            "circle": {"id": self.circle_id, "name": self.membership.circle.name},
+            "session": frames.session_frame(session),
+            "floor": frames.open_floor_frame(),
+            "presence": frames.presence_frame(
+                selectors.room_presence(circle_id=self.circle_id, now=timezone.now())
+            ),
+            "history": [frames.message_frame(message) for message in history],
+            "seq": self.hello_seq,
+        }
+
+    async def disconnect(self, code) -> None:
+        if self.membership is None:
+            return
+        task = getattr(self, "beat_task", None)
+        if task is not None:
+            task.cancel()
+        await self.channel_layer.group_discard(circle_group(self.circle_id), self.channel_name)
+        await self.channel_layer.group_discard(user_group(self.user.pk), self.channel_name)
+        await db(room_disconnect)(channel_name=self.channel_name)
+
+    async def close_with(self, code: int) -> None:
+        self.closing = True
+        await self.close(code=code)
+
+    # The heartbeat: presence, access re-checks, ticks --------------------------
+
+    async def beat_forever(self) -> None:
+        last_beat = last_tick = last_full_check = time.monotonic()
+        while not self.closing:
+            await asyncio.sleep(_setting("ROOM_ACCESS_CHECK_SECONDS", 1.0))
+            now = time.monotonic()
+            try:
+                epoch = await self.read_access_epoch()
+                full_check_due = now - last_full_check >= _setting("ROOM_FULL_CHECK_SECONDS", 30)
+                if epoch != self.access_epoch or full_check_due:
+                    self.access_epoch = epoch
+                    last_full_check = now
+                    if not await self.still_allowed():
+                        return
+                if now - last_beat >= _setting("ROOM_BEAT_SECONDS", 5):
+                    last_beat = now
+                    beat = await db(room_beat)(
+                        channel_name=self.channel_name,
+                        circle_id=self.circle_id,
+                        user_id=self.user.pk,
+                    )
+                    if beat.replaced:
+                        await self.close_with(RoomRefusal.REPLACED)
+                        return
+                if now - last_tick >= _setting("ROOM_TICK_SECONDS", 15):
+                    last_tick = now
+                    seq = await db(selectors.circle_latest_seq)(circle_id=self.circle_id)
+                    await self.send_json({"type": "tick", "seq": seq, "v": 0})
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # A database or cache hiccup must not end the room; try again next beat.
+                logger.exception("room heartbeat failed")
+
+    async def read_access_epoch(self):
+        try:
+            return await cache.aget(access_epoch_key(self.user.pk))
+        except Exception:
+            logger.warning("room access epoch unreadable; checking access in full")
+            return object()  # never equal: forces a full check
+
+    async def still_allowed(self) -> bool:
+        """Re-check sign-in and membership; close with the right code if either ended."""
+        if not await db(selectors.session_key_is_valid)(
+            session_key=self.session_key, user=self.user
+        ):
+            await self.close_with(RoomRefusal.SIGNED_OUT)
+            return False
+        return await self.membership_still_active()
+
+    async def membership_still_active(self) -> bool:
+        membership = await db(selectors.room_membership)(
+            circle_id=self.circle_id, user_id=self.user.pk
+        )
+        if membership is None:
+            await self.close_with(RoomRefusal.NOT_A_MEMBER)
+            return False
+        self.membership = membership
+        self.access_version = membership.circle.access_version
+        return True
+
+    # Frames from the client -----------------------------------------------------
+
+    async def receive(self, text_data=None, bytes_data=None) -> None:
+        if self.membership is None or self.closing:
+            return
+        ref = None
+        try:
+            frame = self.parse(text_data, bytes_data)
+            ref = frame.get("client_id") if isinstance(frame.get("client_id"), str) else None
+            kind = frame.get("type")
+            handler = self.HANDLERS.get(kind)
+            if handler is None:
+                raise FrameError("unknown_type", _("This room doesn't know that kind of frame."))
+            limit = SAY_LIMIT if kind == "say" else OTHER_LIMIT
+            verdict = await db(ratelimit.hit)(limit, self.user.pk)
+            if not verdict.allowed:
+                raise FrameError(
+                    "rate_limited",
+                    _("You're sending a lot very fast. Please wait a moment."),
+                    retry_after=verdict.retry_after,
+                )
+            # Membership is checked again on every frame, not only at connect.
+            if not await self.membership_still_active():
+                return
+            await handler(self, frame)
+        except FrameError as error:
+            await self.send_json(
+                frames.error_frame(error.code, error.detail, retry_after=error.retry_after, ref=ref)
+            )
+        except ServiceError as error:
+            await self.send_json(frames.error_frame(error.code, error.message, ref=ref))
+
+    @staticmethod
+    def parse(text_data, bytes_data) -> dict:
+        if text_data is None:
+            raise FrameError("invalid", _("Please send text frames holding JSON."))
+        try:
+            frame = json.loads(text_data)
+        except ValueError:
+            raise FrameError("invalid", _("That frame isn't valid JSON.")) from None
+        if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+            raise FrameError("invalid", _("Each frame is a JSON object with a type."))
+        return frame
+
+    async def on_say(self, frame: dict) -> None:
+        text = frame.get("text")
+        kind = frame.get("kind", MessageKind.SHARE.value)
+        if not isinstance(text, str):
+            raise FrameError("invalid", _("A message needs some text."))
+        if kind not in SAY_KINDS:
+            raise FrameError("invalid", _("That kind of message isn't one you can send."))
+        try:
+            client_id = uuid.UUID(str(frame.get("client_id")))
+        except ValueError:
+            raise FrameError("invalid", _("A message needs a client_id (a UUID).")) from None
+        posted = await db(message_post)(
+            circle_id=self.circle_id, user=self.user, text=text, client_id=client_id, kind=kind
+        )
+        if not posted.created:
+            # A resend: answer with what was stored, whatever the floor says now.
+            await self.send_json(frames.message_frame(posted.message))
+
+    async def on_resume(self, frame: dict) -> None:
+        after = frame.get("after")
+        if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+            raise FrameError("invalid", _("resume needs after: the last seq you hold."))
+        messages, more = await db(selectors.messages_after)(membership=self.membership, after=after)
+        for message in messages:
+            await self.send_json(frames.message_frame(message))
+        await self.send_json(
+            {"type": "resumed", "after": after, "count": len(messages), "more": more}
+        )
+
+    async def on_open_session(self, frame: dict) -> None:
+        await db(session_open)(circle_id=self.circle_id, user=self.user)
+
+    async def on_close_session(self, frame: dict) -> None:
+        await db(session_close)(circle_id=self.circle_id, user=self.user)
+
+    HANDLERS = {
+        "say": on_say,
+        "resume": on_resume,
+        "open_session": on_open_session,
+        "close_session": on_close_session,
+    }
+
+    # Events from services, on any process ---------------------------------------
+
+    async def may_receive(self, event: dict) -> bool:
+        """Is this socket still one that may hear the room? Re-checked in the database
+        only when the event was written after someone lost access to the circle."""
+        if self.closing or self.membership is None:
+            return False
+        if event.get("access_version", self.access_version) != self.access_version:
+            return await self.membership_still_active()
+        return True
+
+    async def room_message(self, event: dict) -> None:
+        frame = event["frame"]
+        # Nothing the hello already carried, nothing from before the member joined.
+        if frame["seq"] <= self.hello_seq or frame["seq"] <= self.membership.visible_after_seq:
+            return
+        if await self.may_receive(event):
+            await self.send_json(frame)
+
+    async def room_presence(self, event: dict) -> None:
+        if await self.may_receive(event):
+            await self.send_json(event["frame"])
+
+    async def room_session(self, event: dict) -> None:
+        if await self.may_receive(event):
+            await self.send_json(event["frame"])
+
+    async def room_replaced(self, event: dict) -> None:
+        await self.close_with(RoomRefusal.REPLACED)
+
+    async def access_changed(self, event: dict) -> None:
+        if self.membership is not None and not self.closing:
+            await self.still_allowed()
+
+    async def send_json(self, content: dict) -> None:
+        if self.closing:
+            return
+        await self.send(text_data=json.dumps(content, ensure_ascii=False))

@@ -1,0 +1,70 @@
+"""Every send to the channel layer goes through here, and only after a commit.
+
+Services call `broadcast_*` inside their transaction; the send happens in
+`transaction.on_commit`, so nobody hears of a share that was not stored. A send
+that fails is logged (without content) and swallowed: the share is stored, and
+clients catch up through `tick` and `resume`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.core.cache import cache
+from django.db import transaction
+from django.utils.crypto import get_random_string
+
+from circles.groups import access_epoch_key, circle_group, user_group
+
+logger = logging.getLogger(__name__)
+
+ACCESS_EPOCH_SECONDS = 24 * 3600
+
+
+def _send_now(target: str, event: dict, *, to_group: bool) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        if to_group:
+            async_to_sync(layer.group_send)(target, event)
+        else:
+            async_to_sync(layer.send)(target, event)
+    except Exception:
+        # Never the event itself: it may carry what someone said.
+        logger.exception("room broadcast failed: %s to %s", event.get("type"), target)
+
+
+def _after_commit(target: str, event: dict, *, to_group: bool = True) -> None:
+    transaction.on_commit(lambda: _send_now(target, event, to_group=to_group), robust=True)
+
+
+def broadcast_to_circle(
+    circle_id: int, event_type: str, frame: dict, *, access_version: int
+) -> None:
+    """Send a frame to everyone in the room. `access_version` is the circle's at the
+    time of writing: a consumer that knows an older one re-checks access first."""
+    _after_commit(
+        circle_group(circle_id),
+        {"type": event_type, "frame": frame, "access_version": access_version},
+    )
+
+
+def notify_replaced(channel_names: list[str]) -> None:
+    for name in channel_names:
+        _after_commit(name, {"type": "room.replaced"}, to_group=False)
+
+
+def notify_access_changed(user_id: int) -> None:
+    """Ask every socket of this person to check its access again, now and on its next beat."""
+
+    def bump_and_send() -> None:
+        try:
+            cache.set(access_epoch_key(user_id), get_random_string(12), ACCESS_EPOCH_SECONDS)
+        except Exception:
+            logger.exception("could not bump the room access epoch")
+        _send_now(user_group(user_id), {"type": "access.changed"}, to_group=True)
+
+    transaction.on_commit(bump_and_send, robust=True)

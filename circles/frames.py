@@ -1,0 +1,85 @@
+"""The shapes of server-to-client frames (docs/protocol.md), built from model rows.
+
+Pure functions: services put them in broadcasts, the consumer in replies.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from circles.models import Message, Session
+
+PROTOCOL_VERSION = 1
+
+
+def iso(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    utc = moment.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def person(user) -> dict | None:
+    if user is None:
+        return None
+    return {"member_id": user.pk, "name": user.display_name}
+
+
+def message_frame(message: Message) -> dict:
+    """A message as everyone sees it; hidden ones keep their place with no text."""
+    frame = {
+        "type": "message",
+        "id": message.pk,
+        "seq": message.seq,
+        "session": message.session_id,
+        "author": person(message.author),
+        "text": message.text,
+        "kind": message.kind,
+        "created": iso(message.created_at),
+        "client_id": str(message.client_id) if message.client_id else None,
+    }
+    if message.hidden_at is not None:
+        frame["text"] = ""
+        frame["hidden"] = message.hidden_reason or "hidden by a facilitator"
+    return frame
+
+
+def session_frame(session: Session | None) -> dict | None:
+    if session is None:
+        return None
+    return {
+        "type": "session",
+        "id": session.pk,
+        "status": session.status,
+        "facilitator": person(session.facilitator),
+        "opened": iso(session.opened_at),
+        "closed": iso(session.closed_at),
+    }
+
+
+def presence_frame(members: list[dict]) -> dict:
+    return {"type": "presence", "members": members}
+
+
+def open_floor_frame() -> dict:
+    """The floor before turn-taking arrives: open to all, nobody holding it."""
+    return {
+        "type": "floor",
+        "v": 0,
+        "mode": "open",
+        "paused": False,
+        "speaker": None,
+        "turn_ends_at": None,
+        "turn_messages_left": None,
+        "queue": [],
+        "round": None,
+    }
+
+
+def error_frame(code: str, detail: str, *, retry_after: float | None = None, ref=None) -> dict:
+    frame = {"type": "error", "code": code, "detail": str(detail)}
+    if retry_after is not None:
+        frame["retry_after"] = round(retry_after, 1)
+    if ref is not None:
+        frame["ref"] = ref
+    return frame

@@ -1,0 +1,107 @@
+"""Who is in the live room: connections registered, kept alive, replaced and swept.
+
+Presence comes from RoomConnection rows, so every process agrees on it. A
+consumer beats every few seconds; a connection whose process died stops beating
+and lapses, and the sweep (circles/sweeper.py) takes it out and tells the room.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from circles import frames, selectors
+from circles.events import broadcast_to_circle, notify_access_changed, notify_replaced
+from circles.models import RoomConnection
+
+MAX_CONNECTIONS_PER_MEMBER = 5
+
+
+@dataclass(frozen=True)
+class Beat:
+    """What a consumer learns from its heartbeat."""
+
+    replaced: bool
+    missing: bool
+
+
+def _broadcast_presence(circle_id: int, now: datetime) -> None:
+    broadcast_to_circle(
+        circle_id,
+        "room.presence",
+        frames.presence_frame(selectors.room_presence(circle_id=circle_id, now=now)),
+        access_version=selectors.circle_access_version(circle_id=circle_id),
+    )
+
+
+@transaction.atomic
+def room_connect(*, circle_id: int, user_id: int, channel_name: str) -> None:
+    """Register a connection; past five for one member, the oldest are replaced (4409)."""
+    now = timezone.now()
+    RoomConnection.objects.update_or_create(
+        channel_name=channel_name,
+        defaults={"circle_id": circle_id, "user_id": user_id, "seen_at": now, "replaced": False},
+    )
+    lapse = now - timedelta(seconds=selectors.PRESENCE_LAPSE_SECONDS)
+    live = list(
+        RoomConnection.objects.select_for_update()
+        .filter(user_id=user_id, replaced=False, seen_at__gte=lapse)
+        .order_by("-connected_at", "-id")
+        .values_list("pk", "channel_name", "circle_id")
+    )
+    extra = live[MAX_CONNECTIONS_PER_MEMBER:]
+    if extra:
+        RoomConnection.objects.filter(pk__in=[pk for pk, _name, _circle in extra]).update(
+            replaced=True
+        )
+        notify_replaced([name for _pk, name, _circle in extra])
+        for other_circle in {circle for _pk, _name, circle in extra} - {circle_id}:
+            _broadcast_presence(other_circle, now)
+    _broadcast_presence(circle_id, now)
+
+
+@transaction.atomic
+def room_disconnect(*, channel_name: str) -> None:
+    row = RoomConnection.objects.filter(channel_name=channel_name).first()
+    if row is None:
+        return
+    row.delete()
+    _broadcast_presence(row.circle_id, timezone.now())
+
+
+def room_beat(*, channel_name: str, circle_id: int, user_id: int) -> Beat:
+    """Keep this connection alive; say if it was replaced or swept meanwhile."""
+    now = timezone.now()
+    updated = RoomConnection.objects.filter(channel_name=channel_name, replaced=False).update(
+        seen_at=now
+    )
+    if updated:
+        return Beat(replaced=False, missing=False)
+    if RoomConnection.objects.filter(channel_name=channel_name, replaced=True).exists():
+        return Beat(replaced=True, missing=False)
+    # Swept while this process was stalled: register again so presence is right.
+    room_connect(circle_id=circle_id, user_id=user_id, channel_name=channel_name)
+    return Beat(replaced=False, missing=True)
+
+
+@transaction.atomic
+def presence_sweep(*, now: datetime | None = None) -> int:
+    """Remove connections that stopped beating; tell each affected room. Safe to run
+    on every process at once: a row is deleted once, so the room hears of it once."""
+    now = now or timezone.now()
+    lapse = now - timedelta(seconds=selectors.PRESENCE_LAPSE_SECONDS)
+    stale = RoomConnection.objects.filter(seen_at__lt=lapse)
+    circles = set(stale.values_list("circle_id", flat=True))
+    deleted, _by_model = stale.delete()
+    if deleted:  # another process that swept the same rows first deleted nothing
+        for circle_id in circles:
+            _broadcast_presence(circle_id, now)
+    return deleted
+
+
+def room_sign_in_ended(*, user_id: int) -> None:
+    """Signed out, or the password changed: their sockets check and close (4408)."""
+    notify_access_changed(user_id)
