@@ -25,6 +25,17 @@ from circles.groups import access_epoch_key, circle_group, user_group
 from circles.models import MessageKind
 from circles.selectors import RoomRefusal
 from circles.services.errors import ServiceError
+from circles.services.floor import (
+    floor_grant,
+    floor_next,
+    floor_nudge,
+    floor_pass,
+    floor_pause,
+    floor_people,
+    floor_raise_hand,
+    floor_set_mode,
+    floor_settle,
+)
 from circles.services.messages import message_post
 from circles.services.room import room_beat, room_connect, room_disconnect
 from circles.services.sessions import session_close, session_open
@@ -34,6 +45,9 @@ logger = logging.getLogger(__name__)
 SAY_LIMIT = ratelimit.Limit("say", count=20, seconds=30)
 OTHER_LIMIT = ratelimit.Limit("frame", count=60, seconds=30)
 SAY_KINDS = {MessageKind.SHARE.value, MessageKind.FACILITATION.value}
+FLOOR_MODES = {"open", "queue", "round"}
+MODE_SETTINGS = {"turn_seconds": (30, 900), "turn_messages": (1, 50)}
+MAX_PAUSE_MINUTES = 120
 
 db = database_sync_to_async
 
@@ -90,6 +104,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.hello_seq = selectors.circle_latest_seq(circle_id=self.circle_id)
         session = selectors.session_open_for(circle_id=self.circle_id)
         history = selectors.room_history(membership=self.membership, up_to=self.hello_seq)
+        # Lazy check: the floor is settled (time, presence) before it is shown.
+        floor = floor_settle(circle_id=self.circle_id) if session is not None else None
         role = self.membership.role
         if session is not None and session.facilitator_id == self.user.pk:
             role = "facilitator"
@@ -99,7 +115,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
             "you": {"member_id": self.user.pk, "name": self.user.display_name, "role": role},
             "circle": {"id": self.circle_id, "name": self.membership.circle.name},
             "session": frames.session_frame(session),
-            "floor": frames.open_floor_frame(),
+            "floor": frames.floor_frame(floor, selectors.display_names(ids=floor_people(floor)))
+            if floor is not None
+            else frames.open_floor_frame(),
             "presence": frames.presence_frame(
                 selectors.room_presence(circle_id=self.circle_id, now=timezone.now())
             ),
@@ -148,8 +166,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
                         return
                 if now - last_tick >= _setting("ROOM_TICK_SECONDS", 15):
                     last_tick = now
-                    seq = await db(selectors.circle_latest_seq)(circle_id=self.circle_id)
-                    await self.send_json({"type": "tick", "seq": seq, "v": 0})
+                    seq, version = await db(selectors.room_tick)(circle_id=self.circle_id)
+                    await self.send_json({"type": "tick", "seq": seq, "v": version})
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -213,7 +231,11 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 frames.error_frame(error.code, error.detail, retry_after=error.retry_after, ref=ref)
             )
         except ServiceError as error:
-            await self.send_json(frames.error_frame(error.code, error.message, ref=ref))
+            await self.send_json(
+                frames.error_frame(
+                    error.code, error.message, retry_after=error.retry_after, ref=ref
+                )
+            )
 
     @staticmethod
     def parse(text_data, bytes_data) -> dict:
@@ -262,11 +284,98 @@ class RoomConsumer(AsyncWebsocketConsumer):
     async def on_close_session(self, frame: dict) -> None:
         await db(session_close)(circle_id=self.circle_id, user=self.user)
 
+    async def on_hand(self, frame: dict) -> None:
+        raised = frame.get("raised")
+        if not isinstance(raised, bool):
+            raise FrameError("invalid", _("hand needs raised: true or false."))
+        await db(floor_raise_hand)(circle_id=self.circle_id, user=self.user, raised=raised)
+
+    async def on_pass(self, frame: dict) -> None:
+        await db(floor_pass)(circle_id=self.circle_id, user=self.user)
+
+    async def on_next(self, frame: dict) -> None:
+        await db(floor_next)(circle_id=self.circle_id, user=self.user)
+
+    async def on_grant(self, frame: dict) -> None:
+        member = frame.get("member")
+        if isinstance(member, bool) or not isinstance(member, int):
+            raise FrameError("invalid", _("grant needs member: a member id."))
+        await db(floor_grant)(circle_id=self.circle_id, user=self.user, member_id=member)
+
+    async def on_mode(self, frame: dict) -> None:
+        mode = frame.get("mode")
+        if mode not in FLOOR_MODES:
+            raise FrameError("invalid", _("mode is one of open, queue or round."))
+        settings = self.parse_mode_settings(frame.get("settings"))
+        await db(floor_set_mode)(
+            circle_id=self.circle_id, user=self.user, mode=mode, settings=settings
+        )
+
+    @staticmethod
+    def parse_mode_settings(raw) -> dict | None:
+        if raw is None:
+            return None
+        if not isinstance(raw, dict) or not set(raw) <= {*MODE_SETTINGS, "auto_advance"}:
+            raise FrameError(
+                "invalid", _("settings may hold turn_seconds, turn_messages and auto_advance.")
+            )
+        settings = {}
+        for name, (low, high) in MODE_SETTINGS.items():
+            if name in raw:
+                value = raw[name]
+                if (
+                    isinstance(value, bool)
+                    or not isinstance(value, int)
+                    or not low <= value <= high
+                ):
+                    raise FrameError(
+                        "invalid",
+                        _("%(name)s must be a whole number from %(low)d to %(high)d.")
+                        % {"name": name, "low": low, "high": high},
+                    )
+                settings[name] = value
+        if "auto_advance" in raw:
+            if not isinstance(raw["auto_advance"], bool):
+                raise FrameError("invalid", _("auto_advance must be true or false."))
+            settings["auto_advance"] = raw["auto_advance"]
+        return settings
+
+    async def on_pause(self, frame: dict) -> None:
+        paused = frame.get("paused")
+        minutes = frame.get("minutes")
+        if not isinstance(paused, bool):
+            raise FrameError("invalid", _("pause needs paused: true or false."))
+        if minutes is not None and (
+            isinstance(minutes, bool)
+            or not isinstance(minutes, int | float)
+            or not 0 < minutes <= MAX_PAUSE_MINUTES
+        ):
+            raise FrameError("invalid", _("minutes must be between 1 and 120."))
+        await db(floor_pause)(
+            circle_id=self.circle_id, user=self.user, paused=paused, minutes=minutes
+        )
+
+    async def on_nudge(self, frame: dict) -> None:
+        member = frame.get("member")
+        text = frame.get("text", "")
+        if isinstance(member, bool) or not isinstance(member, int):
+            raise FrameError("invalid", _("nudge needs member: a member id."))
+        if not isinstance(text, str):
+            raise FrameError("invalid", _("A nudge's text must be text."))
+        await db(floor_nudge)(circle_id=self.circle_id, user=self.user, member_id=member, text=text)
+
     HANDLERS = {
         "say": on_say,
         "resume": on_resume,
         "open_session": on_open_session,
         "close_session": on_close_session,
+        "hand": on_hand,
+        "pass": on_pass,
+        "next": on_next,
+        "grant": on_grant,
+        "mode": on_mode,
+        "pause": on_pause,
+        "nudge": on_nudge,
     }
 
     # Events from services, on any process ---------------------------------------
@@ -294,6 +403,19 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def room_session(self, event: dict) -> None:
         if await self.may_receive(event):
+            await self.send_json(event["frame"])
+
+    async def room_floor(self, event: dict) -> None:
+        if await self.may_receive(event):
+            await self.send_json(event["frame"])
+
+    async def room_balance(self, event: dict) -> None:
+        if await self.may_receive(event):
+            await self.send_json(event["frame"])
+
+    async def room_private(self, event: dict) -> None:
+        """A nudge or the live balance, for this person in this circle only."""
+        if event.get("circle_id") == self.circle_id and not self.closing:
             await self.send_json(event["frame"])
 
     async def room_replaced(self, event: dict) -> None:

@@ -68,3 +68,10 @@ def notify_access_changed(user_id: int) -> None:
         _send_now(user_group(user_id), {"type": "access.changed"}, to_group=True)
 
     transaction.on_commit(bump_and_send, robust=True)
+
+
+def send_private(user_id: int, circle_id: int, frame: dict) -> None:
+    """A frame for one person's sockets in one circle's room (a nudge, the balance)."""
+    _after_commit(
+        user_group(user_id), {"type": "room.private", "circle_id": circle_id, "frame": frame}
+    )

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from circles.floor_words import queue_reason
 from circles.models import Message, Session
+from circles.policy import queue_order
 
 PROTOCOL_VERSION = 1
 
@@ -83,3 +85,66 @@ def error_frame(code: str, detail: str, *, retry_after: float | None = None, ref
     if ref is not None:
         frame["ref"] = ref
     return frame
+
+
+def floor_frame(floor, names: dict[int, str]) -> dict:
+    """The whole floor state (every frame is whole: a client that missed one is right
+    again at the next). `floor` is a policy Floor; `names` maps member ids to names."""
+
+    def who(member_id):
+        if member_id is None:
+            return None
+        return {"member_id": member_id, "name": names.get(member_id, "")}
+
+    current = floor.round
+    return {
+        "type": "floor",
+        "v": floor.version,
+        "mode": floor.mode.value,
+        "paused": floor.paused,
+        "paused_until": iso(floor.paused_until),
+        "speaker": who(floor.speaker),
+        "turn_ends_at": iso(floor.turn_ends_at),
+        "turn_messages_left": floor.turn_messages_left,
+        "queue": [
+            {**who(entry.member_id), "reason": queue_reason(entry.turns)}
+            for entry in queue_order(floor)
+        ],
+        "hands": [hand.member_id for hand in floor.hands],
+        "round": None
+        if current is None
+        else {
+            "order": [who(member) for member in current.order],
+            "position": current.position,
+            "phase": current.phase.value,
+            "passed": list(current.passed),
+        },
+        "settings": {
+            "turn_seconds": floor.settings.turn_seconds,
+            "turn_messages": floor.settings.turn_messages,
+            "auto_advance": floor.settings.auto_advance,
+        },
+    }
+
+
+def nudge_frame(text: str, reason: str) -> dict:
+    return {"type": "nudge", "text": text, "reason": reason}
+
+
+def balance_frame(rows, gini: float, names: dict[int, str]) -> dict:
+    return {
+        "type": "balance",
+        "members": [
+            {
+                "member_id": row.member_id,
+                "name": names.get(row.member_id, ""),
+                "messages": row.messages,
+                "chars": row.characters,
+                "floor_seconds": row.floor_seconds,
+                "share": round(row.share, 3),
+                "flagged": row.flagged,
+            }
+            for row in rows
+        ],
+        "gini": round(gini, 3),
+    }

@@ -205,6 +205,8 @@ class Session(models.Model):
         blank=True,
         related_name="+",
     )
+    # Stored when the session closes, so retention never erases the balance.
+    gini = models.FloatField(null=True, blank=True)
 
     class Meta:
         ordering = ["-opened_at", "-id"]
@@ -295,6 +297,173 @@ class RoomConnection(models.Model):
         return f"{self.user_id} in {self.circle_id}"
 
 
+class FloorMode(models.TextChoices):
+    OPEN = "open", _("Open floor")
+    QUEUE = "queue", _("Raised hands")
+    ROUND = "round", _("Round with a talking piece")
+
+
+class CircleFloorSettings(models.Model):
+    """A circle's numbers for turn-taking (docs/turn-taking.md gives each default)."""
+
+    circle = models.OneToOneField(Circle, on_delete=models.CASCADE, related_name="floor_settings")
+    default_mode = models.CharField(
+        _("how the floor starts"), max_length=8, choices=FloorMode.choices, default=FloorMode.OPEN
+    )
+    consecutive_cap = models.PositiveSmallIntegerField(
+        _("messages in a row before a pause (open floor)"),
+        default=4,
+        validators=[MinValueValidator(1), MaxValueValidator(20)],
+    )
+    consecutive_wait_seconds = models.PositiveSmallIntegerField(
+        _("pause after that many in a row (seconds)"),
+        default=30,
+        validators=[MinValueValidator(5), MaxValueValidator(600)],
+    )
+    share_window = models.PositiveSmallIntegerField(
+        _("recent shares looked at for balance"),
+        default=20,
+        validators=[MinValueValidator(5), MaxValueValidator(100)],
+    )
+    share_multiple = models.DecimalField(
+        _("how many times a fair share is too much"),
+        max_digits=3,
+        decimal_places=1,
+        default=2,
+        validators=[MinValueValidator(1), MaxValueValidator(5)],
+    )
+    share_minimum = models.PositiveSmallIntegerField(
+        _("fewest shares before that applies"),
+        default=4,
+        validators=[MinValueValidator(1), MaxValueValidator(50)],
+    )
+    share_wait_seconds = models.PositiveSmallIntegerField(
+        _("pause when over a fair share (seconds)"),
+        default=30,
+        validators=[MinValueValidator(5), MaxValueValidator(600)],
+    )
+    turn_seconds = models.PositiveSmallIntegerField(
+        _("longest turn (seconds)"),
+        default=120,
+        validators=[MinValueValidator(30), MaxValueValidator(900)],
+    )
+    turn_messages = models.PositiveSmallIntegerField(
+        _("most messages in one turn"),
+        default=6,
+        validators=[MinValueValidator(1), MaxValueValidator(50)],
+    )
+    auto_advance = models.BooleanField(_("pass the floor on by itself"), default=True)
+    turn_warning_seconds = models.PositiveSmallIntegerField(
+        _("gentle reminder before a turn ends (seconds)"),
+        default=30,
+        validators=[MinValueValidator(5), MaxValueValidator(300)],
+    )
+    disconnect_grace_seconds = models.PositiveSmallIntegerField(
+        _("how long a disconnected speaker keeps the floor (seconds)"),
+        default=15,
+        validators=[MinValueValidator(5), MaxValueValidator(120)],
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = _("circle floor settings")
+
+    def __str__(self) -> str:
+        return f"Floor settings of {self.circle}"
+
+
+class FloorState(models.Model):
+    """The floor of one session: who may speak, in one row, changed only under its lock.
+
+    The tallies (turns taken, floor time, recent shares …) live in `tallies`; the
+    raised hands in FloorHand rows; every transition in FloorLogEntry.
+    """
+
+    session = models.OneToOneField(
+        Session, on_delete=models.CASCADE, primary_key=True, related_name="floor"
+    )
+    version = models.PositiveBigIntegerField(default=1)
+    mode = models.CharField(max_length=8, choices=FloorMode.choices, default=FloorMode.OPEN)
+    paused = models.BooleanField(default=False)
+    paused_until = models.DateTimeField(null=True, blank=True)
+    speaker = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    turn_started_at = models.DateTimeField(null=True, blank=True)
+    turn_ends_at = models.DateTimeField(null=True, blank=True)
+    turn_seconds_left = models.FloatField(null=True, blank=True)
+    turn_messages_left = models.PositiveSmallIntegerField(null=True, blank=True)
+    round_order = models.JSONField(default=list, blank=True)
+    round_position = models.PositiveSmallIntegerField(null=True, blank=True)
+    round_phase = models.CharField(max_length=8, blank=True)
+    round_passed = models.JSONField(default=list, blank=True)
+    tallies = models.JSONField(default=dict, blank=True)
+    settings = models.JSONField(default=dict, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"floor of session {self.session_id} (v{self.version})"
+
+
+class FloorHand(models.Model):
+    floor = models.ForeignKey(FloorState, on_delete=models.CASCADE, related_name="hands")
+    member = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    raised_at = models.DateTimeField()
+    behind = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["floor", "member"], name="circles_one_hand_each"),
+        ]
+
+    def __str__(self) -> str:
+        return f"hand of {self.member_id}"
+
+
+class FloorLogEntry(models.Model):
+    """Append-only: every transition of a floor, enough to replay it through the policy."""
+
+    floor = models.ForeignKey(FloorState, on_delete=models.CASCADE, related_name="log")
+    version = models.PositiveBigIntegerField()
+    action = models.CharField(max_length=32)
+    input = models.JSONField(default=dict)
+    at = models.DateTimeField()
+    state = models.JSONField()
+
+    class Meta:
+        ordering = ["floor", "version"]
+        constraints = [
+            models.UniqueConstraint(fields=["floor", "version"], name="circles_floor_log_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} -> v{self.version}"
+
+
+class SessionVoice(models.Model):
+    """One member's voice in a closed session, kept when messages are not."""
+
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="voices")
+    member = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    display_name = models.CharField(max_length=30)
+    messages = models.PositiveIntegerField(default=0)
+    characters = models.PositiveIntegerField(default=0)
+    floor_seconds = models.FloatField(default=0)
+    share = models.FloatField(default=0)
+
+    class Meta:
+        ordering = ["-messages", "display_name"]
+
+    def __str__(self) -> str:
+        return f"{self.display_name}: {self.messages}"
+
+
 class CommunityGuidelines(models.Model):
     """One version of the guidelines every member accepts; the newest published is current."""
 
@@ -365,6 +534,13 @@ class AuditAction(models.TextChoices):
     MEMBER_REMOVE = "member_remove", _("removed a member")
     SESSION_OPEN = "session_open", _("opened a session")
     SESSION_CLOSE = "session_close", _("closed a session")
+    FLOOR_GRANT = "floor_grant", _("gave the floor out of turn")
+    FLOOR_NEXT = "floor_next", _("moved the floor on")
+    FLOOR_PAUSE = "floor_pause", _("paused sharing")
+    FLOOR_RESUME = "floor_resume", _("resumed sharing")
+    FLOOR_MODE = "floor_mode", _("changed how the floor works")
+    NUDGE = "nudge", _("sent a private note")
+    FLOOR_SETTINGS = "floor_settings", _("changed the floor settings")
 
 
 class AuditEntry(models.Model):

@@ -6,7 +6,7 @@ from datetime import timedelta
 from importlib import import_module
 
 from django.conf import settings
-from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY
+from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.utils.crypto import constant_time_compare
 
@@ -14,6 +14,7 @@ from circles.models import (
     Circle,
     CommunityGuidelines,
     CrisisResource,
+    FloorState,
     GuidelinesAcceptance,
     Membership,
     MembershipStatus,
@@ -232,3 +233,37 @@ def session_key_is_valid(*, session_key: str | None, user) -> bool:
     if fresh is None:
         return False
     return constant_time_compare(data.get(HASH_SESSION_KEY, ""), fresh.get_session_auth_hash())
+
+
+def room_present_ids(*, circle_id: int, now) -> frozenset[int]:
+    """Who counts as a participant now: a live connection to the room."""
+    since = now - timedelta(seconds=PRESENCE_LAPSE_SECONDS)
+    return frozenset(
+        RoomConnection.objects.filter(circle_id=circle_id, seen_at__gte=since, replaced=False)
+        .values_list("user_id", flat=True)
+        .distinct()
+    )
+
+
+def display_names(*, ids) -> dict[int, str]:
+    ids = {pk for pk in ids if pk is not None}
+    if not ids:
+        return {}
+    return dict(get_user_model().objects.filter(pk__in=ids).values_list("pk", "display_name"))
+
+
+def circles_with_open_session() -> list[int]:
+    return list(
+        Session.objects.filter(status=SessionStatus.OPEN).values_list("circle_id", flat=True)
+    )
+
+
+def room_tick(*, circle_id: int) -> tuple[int, int]:
+    """The circle's latest seq and its open floor's version (0 without one)."""
+    seq = circle_latest_seq(circle_id=circle_id)
+    version = (
+        FloorState.objects.filter(session__circle_id=circle_id, session__status=SessionStatus.OPEN)
+        .values_list("version", flat=True)
+        .first()
+    )
+    return seq, version or 0

@@ -117,22 +117,3 @@ def _wait_until_serving(server: LiveServer, timeout: float = 30.0) -> None:
             time.sleep(0.1)
     server.stop(signal.SIGKILL)
     raise RuntimeError(f"daphne did not start within {timeout} s:\n{server.log()}")
-
-
-def wait_for_other_database_sessions_to_end(timeout: float = 10.0) -> None:
-    """After stopping servers, let PostgreSQL notice their connections closed, so the
-    test database can be dropped at the end of the run."""
-    from django.db import connection
-
-    if connection.vendor != "postgresql":
-        return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND pid <> pg_backend_pid()"
-            )
-            if cursor.fetchone()[0] == 0:
-                return
-        time.sleep(0.1)

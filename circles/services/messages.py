@@ -21,6 +21,7 @@ from circles.models import (
     SessionStatus,
 )
 from circles.services.errors import ServiceError
+from circles.services.floor import floor_refusal_error, floor_share_locked
 
 NOT_A_MEMBER = _("You're not a member of this circle any more.")
 NO_OPEN_SESSION = _("The session isn't open right now. Your words are still in the box.")
@@ -45,32 +46,42 @@ def clean_text(text: str) -> str:
     return cleaned
 
 
-@transaction.atomic
 def message_post(
     *, circle_id: int, user, text: str, client_id: uuid.UUID, kind: str = MessageKind.SHARE
 ) -> Posted:
-    """Store a share or a facilitation note; a resend of the same client_id stores nothing."""
+    """Store a share or a facilitation note; a resend of the same client_id stores nothing.
+
+    A share the floor refuses is not stored; the floor itself is (time may have
+    moved it), with any nudge, before the refusal is raised."""
     existing = selectors.message_by_client_id(user_id=user.pk, client_id=client_id)
     if existing is not None:
         return Posted(existing, created=False)
     text = clean_text(text)
-    # The circle's row lock orders every message of the circle (select_for_update;
-    # on SQLite the immediate transaction already holds the database's write lock).
-    circle = Circle.objects.select_for_update().get(pk=circle_id)
-    existing = selectors.message_by_client_id(user_id=user.pk, client_id=client_id)
-    if existing is not None:  # a resend that raced its original
-        return Posted(existing, created=False)
-    if not Membership.objects.filter(
-        circle=circle, user=user, status=MembershipStatus.ACTIVE
-    ).exists():
-        raise ServiceError(NOT_A_MEMBER, code="forbidden")
-    session = Session.objects.filter(circle=circle, status=SessionStatus.OPEN).first()
-    if session is None:
-        raise ServiceError(NO_OPEN_SESSION, code="no_open_session")
-    if kind == MessageKind.FACILITATION and session.facilitator_id != user.pk:
-        raise ServiceError(ONLY_FACILITATOR, code="forbidden")
-    message = _store(circle, session, author=user, text=text, kind=kind, client_id=client_id)
-    return Posted(message, created=True)
+    with transaction.atomic():
+        # The circle's row lock orders every message of the circle (select_for_update;
+        # on SQLite the immediate transaction already holds the database's write lock).
+        circle = Circle.objects.select_for_update().get(pk=circle_id)
+        existing = selectors.message_by_client_id(user_id=user.pk, client_id=client_id)
+        if existing is not None:  # a resend that raced its original
+            return Posted(existing, created=False)
+        if not Membership.objects.filter(
+            circle=circle, user=user, status=MembershipStatus.ACTIVE
+        ).exists():
+            raise ServiceError(NOT_A_MEMBER, code="forbidden")
+        session = Session.objects.filter(circle=circle, status=SessionStatus.OPEN).first()
+        if session is None:
+            raise ServiceError(NO_OPEN_SESSION, code="no_open_session")
+        if kind == MessageKind.FACILITATION and session.facilitator_id != user.pk:
+            raise ServiceError(ONLY_FACILITATOR, code="forbidden")
+        refusal = floor_share_locked(
+            circle=circle, session=session, member_id=user.pk, kind=kind, characters=len(text)
+        )
+        if refusal is None:
+            message = _store(
+                circle, session, author=user, text=text, kind=kind, client_id=client_id
+            )
+            return Posted(message, created=True)
+    raise floor_refusal_error(refusal)
 
 
 def system_message_post(*, circle: Circle, session: Session, text: str) -> Message:

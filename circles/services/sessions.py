@@ -7,7 +7,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from circles import frames
+from circles import frames, selectors
 from circles.events import broadcast_to_circle
 from circles.models import (
     AuditAction,
@@ -20,6 +20,7 @@ from circles.models import (
     SessionStatus,
 )
 from circles.services.errors import ServiceError
+from circles.services.floor import floor_close_locked, floor_open
 from circles.services.messages import system_message_post
 
 ALREADY_OPEN = gettext_lazy("A session is already open in this circle.")
@@ -59,6 +60,7 @@ def session_open(*, circle_id: int, user) -> Session:
     session.opened_by = user
     session.save()
     AuditEntry.objects.create(circle=circle, actor=user, action=AuditAction.SESSION_OPEN)
+    floor_open(circle=circle, session=session, now=session.opened_at)
     system_message_post(
         circle=circle,
         session=session,
@@ -95,10 +97,19 @@ def session_close(*, circle_id: int, user) -> Session:
         text=_("%(name)s closed the session. Thank you for being here.")
         % {"name": user.display_name},
     )
+    rows, gini = floor_close_locked(session=session)
     session.status = SessionStatus.CLOSED
     session.closed_at = timezone.now()
     session.closed_by = user
-    session.save(update_fields=["status", "closed_at", "closed_by"])
+    session.save(update_fields=["status", "closed_at", "closed_by", "gini"])
+    # When the session closes, the whole circle sees the balance.
+    names = selectors.display_names(ids={row.member_id for row in rows})
+    broadcast_to_circle(
+        circle.pk,
+        "room.balance",
+        frames.balance_frame(rows, gini, names),
+        access_version=circle.access_version,
+    )
     AuditEntry.objects.create(circle=circle, actor=user, action=AuditAction.SESSION_CLOSE)
     broadcast_to_circle(
         circle.pk,

@@ -10,18 +10,19 @@ import pytest
 from asgiref.sync import SyncToAsync
 from django.db import connections
 
-from tests.live_server import start_daphne, wait_for_other_database_sessions_to_end
+from tests.live_server import start_daphne
 
 
-@pytest.fixture(scope="module")
-def room_server(django_db_setup, django_db_blocker, tmp_path_factory):
-    """One daphne process on the test database (shared by a module's tests), with a
-    one-second tick. Each test still asks for `transactional_db` for its own rows."""
-    server = start_daphne(tmp_path_factory.mktemp("daphne"), extra_env={"ROOM_TICK_SECONDS": "1"})
+@pytest.fixture
+def room_server(transactional_db, tmp_path):
+    """A daphne process on the test database, with a one-second tick.
+
+    One per test, set up after the database fixture so that it stops before the
+    tables are emptied: a server still sweeping while PostgreSQL truncates can
+    deadlock the truncate."""
+    server = start_daphne(tmp_path, extra_env={"ROOM_TICK_SECONDS": "1"})
     yield server
     server.stop()
-    with django_db_blocker.unblock():
-        wait_for_other_database_sessions_to_end()
 
 
 @pytest.fixture(autouse=True)
