@@ -1,4 +1,5 @@
-"""The periodic sweep: lapsed presence now, turns, mutes and pauses later.
+"""The periodic sweep: lapsed presence, then every open floor (turns that ran out,
+timed pauses, speakers gone too long), even when nobody acts.
 
 daphne has no ASGI lifespan events, so the sweep starts the first time the ASGI
 application is called (config/asgi.py), on every process. Each sweep is safe to
@@ -13,6 +14,7 @@ import logging
 from channels.db import database_sync_to_async
 from django.conf import settings
 
+from circles.services.floor import floor_sweep
 from circles.services.room import presence_sweep
 
 logger = logging.getLogger(__name__)
@@ -31,8 +33,13 @@ async def _sweep_forever() -> None:
     while True:
         await asyncio.sleep(getattr(settings, "ROOM_SWEEP_SECONDS", 1.0))
         try:
-            await database_sync_to_async(presence_sweep)()
+            await database_sync_to_async(_sweep_once)()
         except asyncio.CancelledError:
             raise
         except Exception:
             logger.exception("room sweep failed; trying again")
+
+
+def _sweep_once() -> None:
+    presence_sweep()
+    floor_sweep()
