@@ -3,7 +3,7 @@ from __future__ import annotations
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
-from circles.models import Circle, Topic
+from circles.models import Circle, CircleFloorSettings, Topic
 
 
 class CircleForm(forms.ModelForm):
@@ -50,3 +50,34 @@ class GuidelinesAcceptForm(forms.Form):
         label=_("I've read the guidelines and will follow them"),
         error_messages={"required": _("Please tick the box to say you agree.")},
     )
+
+
+class FloorSettingsForm(forms.ModelForm):
+    class Meta:
+        model = CircleFloorSettings
+        fields = [
+            "default_mode",
+            "turn_seconds",
+            "turn_messages",
+            "auto_advance",
+            "turn_warning_seconds",
+            "disconnect_grace_seconds",
+            "consecutive_cap",
+            "consecutive_wait_seconds",
+            "share_window",
+            "share_multiple",
+            "share_minimum",
+            "share_wait_seconds",
+        ]
+        widgets = {"default_mode": forms.RadioSelect}
+
+    def clean(self):
+        cleaned = super().clean()
+        turn = cleaned.get("turn_seconds")
+        warning = cleaned.get("turn_warning_seconds")
+        if turn and warning and warning >= turn:
+            self.add_error(
+                "turn_warning_seconds",
+                _("The reminder needs to come before the turn ends: make it shorter than a turn."),
+            )
+        return cleaned

@@ -12,6 +12,7 @@ from django.utils.crypto import constant_time_compare
 
 from circles.models import (
     Circle,
+    CircleFloorSettings,
     CommunityGuidelines,
     CrisisResource,
     FloorState,
@@ -267,3 +268,27 @@ def room_tick(*, circle_id: int) -> tuple[int, int]:
         .first()
     )
     return seq, version or 0
+
+
+def circle_sessions_closed(*, circle_id: int, limit: int = 10) -> list[Session]:
+    return list(
+        Session.objects.filter(circle_id=circle_id, status=SessionStatus.CLOSED)
+        .select_related("facilitator")
+        .order_by("-closed_at", "-id")[:limit]
+    )
+
+
+def session_with_voices(*, circle_id: int, session_id: int) -> Session | None:
+    return (
+        Session.objects.filter(circle_id=circle_id, pk=session_id)
+        .select_related("facilitator")
+        .prefetch_related("voices")
+        .first()
+    )
+
+
+def floor_settings_of(*, circle) -> CircleFloorSettings:
+    """The circle's settings, or unsaved defaults."""
+    return CircleFloorSettings.objects.filter(circle=circle).first() or CircleFloorSettings(
+        circle=circle
+    )

@@ -15,6 +15,8 @@ urlpatterns = [
     path("<slug:slug>/session/open/", views.circle_session_open, name="session_open"),
     path("<slug:slug>/session/close/", views.circle_session_close, name="session_close"),
     path("<slug:slug>/members/", views.circle_members, name="members"),
+    path("<slug:slug>/floor-settings/", views.circle_floor_settings, name="floor_settings"),
+    path("<slug:slug>/sessions/<int:session_id>/", views.circle_session, name="session"),
     path(
         "<slug:slug>/members/<int:membership_id>/moderator/",
         views.member_make_moderator,

@@ -17,10 +17,17 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from circles import selectors
 from circles.access import guidelines_required
-from circles.forms import CircleFilterForm, CircleForm, DeclineForm, GuidelinesAcceptForm
+from circles.forms import (
+    CircleFilterForm,
+    CircleForm,
+    DeclineForm,
+    FloorSettingsForm,
+    GuidelinesAcceptForm,
+)
 from circles.models import JoinPolicy, Membership
 from circles.services.circles import circle_create, circle_invite_renew
 from circles.services.errors import ServiceError
+from circles.services.floor_settings import circle_floor_settings_update
 from circles.services.guidelines import guidelines_accept
 from circles.services.memberships import (
     membership_approve,
@@ -90,6 +97,9 @@ def circle_detail(request: HttpRequest, slug: str) -> HttpResponse:
             "open_session": selectors.session_open_for(circle_id=circle.pk)
             if membership is not None and membership.is_active
             else None,
+            "past_sessions": selectors.circle_sessions_closed(circle_id=circle.pk)
+            if membership is not None and membership.is_active
+            else [],
             "is_full": circle.active_count >= circle.capacity,
             "JoinPolicy": JoinPolicy,
         },
@@ -169,6 +179,89 @@ def circle_session_close(request: HttpRequest, slug: str) -> HttpResponse:
     except ServiceError as error:
         _say_refusal(request, error)
     return redirect(circle)
+
+
+@guidelines_required
+@require_http_methods(["GET", "POST"])
+def circle_floor_settings(request: HttpRequest, slug: str) -> HttpResponse:
+    """The circle's turn-taking numbers; its moderators change them (for now)."""
+    circle = _circle_or_404(slug)
+    membership = _moderator_or_403(request, circle)
+    if isinstance(membership, HttpResponse):
+        return membership
+    current = selectors.floor_settings_of(circle=circle)
+    form = FloorSettingsForm(request.POST or None, instance=current)
+    if request.method == "POST" and form.is_valid():
+        try:
+            circle_floor_settings_update(
+                actor=request.user, circle=circle, values=form.cleaned_data
+            )
+        except ServiceError as error:
+            _say_refusal(request, error)
+        else:
+            messages.success(request, _("Saved. The next session opens with these."))
+            return redirect("circles:floor_settings", slug=circle.slug)
+    return render(request, "circles/floor_settings.html", {"circle": circle, "form": form})
+
+
+def _active_member_or_403(request: HttpRequest, circle) -> Membership | HttpResponse:
+    membership = selectors.membership_of(circle=circle, user=request.user)
+    if membership is None or not membership.is_active:
+        return render(request, "circles/members_only.html", {"circle": circle}, status=403)
+    return membership
+
+
+@guidelines_required
+@require_GET
+def circle_session(request: HttpRequest, slug: str, session_id: int) -> HttpResponse:
+    """One session's page: when it met, and how evenly the voices were heard."""
+    circle = _circle_or_404(slug)
+    membership = _active_member_or_403(request, circle)
+    if isinstance(membership, HttpResponse):
+        return membership
+    session = selectors.session_with_voices(circle_id=circle.pk, session_id=session_id)
+    if session is None:
+        raise Http404(_("We couldn't find that session."))
+    voices = list(session.voices.all())
+    return render(
+        request,
+        "circles/session.html",
+        {"circle": circle, "session": session, "voices": voices, "chart": balance_chart(voices)},
+    )
+
+
+CHART_BAR_HEIGHT = 28
+CHART_LABEL_WIDTH = 150
+CHART_BAR_WIDTH = 300
+
+
+def balance_chart(voices) -> dict:
+    """Bar geometry for the server-rendered SVG: one bar per member, its share in words
+    beside it, so the chart reads without colour."""
+    widest = max((voice.share for voice in voices), default=0) or 1
+    bars = []
+    for index, voice in enumerate(voices):
+        y = index * CHART_BAR_HEIGHT
+        width = round(CHART_BAR_WIDTH * voice.share / widest, 1)
+        bars.append(
+            {
+                "name": voice.display_name,
+                "y": y,
+                "text_y": y + CHART_BAR_HEIGHT * 0.65,
+                "width": width,
+                "value_x": CHART_LABEL_WIDTH + width + 8,
+                "percent": round(voice.share * 100),
+                "messages": voice.messages,
+            }
+        )
+    return {
+        "bars": bars,
+        "height": max(CHART_BAR_HEIGHT, len(voices) * CHART_BAR_HEIGHT),
+        "label_width": CHART_LABEL_WIDTH,
+        "bar_width": CHART_BAR_WIDTH,
+        "width": CHART_LABEL_WIDTH + CHART_BAR_WIDTH + 120,
+        "bar_height": CHART_BAR_HEIGHT - 8,
+    }
 
 
 @guidelines_required

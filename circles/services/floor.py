@@ -73,8 +73,19 @@ def _lock(circle_id: int, *, skip_locked: bool = False) -> Locked | None:
     return Locked(circle, session, row, floor)
 
 
-def _store(locked: Locked, outcome: policy.Outcome, *, action: str, data: dict, now) -> None:
-    """Keep the new state, log it, and tell the room (after commit). Nothing if unchanged."""
+def _store(
+    locked: Locked,
+    outcome: policy.Outcome,
+    *,
+    action: str,
+    data: dict,
+    now: datetime,
+    present: frozenset[int],
+) -> None:
+    """Keep the new state, log it, and tell the room (after commit). Nothing if unchanged.
+
+    The log keeps the inputs (who was present, the time) with each state, so the
+    log replayed through the policy reproduces every state."""
     if outcome.floor.version != locked.floor.version:
         hands = floor_onto_row(outcome.floor, locked.row)
         locked.row.save()
@@ -92,7 +103,7 @@ def _store(locked: Locked, outcome: policy.Outcome, *, action: str, data: dict, 
             floor=locked.row,
             version=outcome.floor.version,
             action=action,
-            input=data,
+            input={**data, "present": sorted(present)},
             at=now,
             state=floor_to_json(outcome.floor),
         )
@@ -183,7 +194,7 @@ def _act(
         now = timezone.now()
         present = selectors.room_present_ids(circle_id=circle_id, now=now)
         outcome = step(locked.floor, now, present)
-        _store(locked, outcome, action=action, data=data, now=now)
+        _store(locked, outcome, action=action, data=data, now=now, present=present)
     if outcome.refusal is not None:
         raise _refuse(outcome.refusal)
     return locked, outcome
@@ -216,7 +227,7 @@ def floor_open(*, circle: Circle, session: Session, now) -> FloorState:
         floor=row,
         version=floor.version,
         action="open",
-        input={"mode": mode.value},
+        input={"mode": mode.value, "present": sorted(present)},
         at=now,
         state=floor_to_json(floor),
     )
@@ -245,9 +256,8 @@ def floor_share_locked(
         present=present,
     )
     data = {"member": member_id, "kind": kind, "characters": characters}
-    _store(
-        locked, outcome, action="share" if outcome.accepted else "share_refused", data=data, now=now
-    )
+    action = "share" if outcome.accepted else "share_refused"
+    _store(locked, outcome, action=action, data=data, now=now, present=present)
     return outcome.refusal
 
 
@@ -408,7 +418,7 @@ def floor_settle(*, circle_id: int, skip_locked: bool = False) -> policy.Floor |
         now = timezone.now()
         present = selectors.room_present_ids(circle_id=circle_id, now=now)
         outcome = policy.settle(locked.floor, now=now, present=present)
-        _store(locked, outcome, action="settle", data={}, now=now)
+        _store(locked, outcome, action="settle", data={}, now=now, present=present)
     return outcome.floor
 
 
