@@ -4,13 +4,31 @@ from django.db import models
 from circles.models import (
     AuditEntry,
     Circle,
+    CircleFloorSettings,
     CommunityGuidelines,
     CrisisResource,
+    FloorLogEntry,
+    FloorState,
     GuidelinesAcceptance,
     Membership,
     Message,
+    RoomConnection,
     Session,
+    SessionVoice,
 )
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Kept by the live room itself; shown for looking, never edited by hand."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 class MembershipInline(admin.TabularInline):
@@ -73,20 +91,11 @@ class CrisisResourceAdmin(admin.ModelAdmin):
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(admin.ModelAdmin):
+class AuditEntryAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "circle", "actor", "action", "subject", "reason"]
     list_filter = ["action"]
     search_fields = ["circle__name", "actor__display_name", "subject__display_name"]
     list_select_related = ["circle", "actor", "subject"]
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Session)
@@ -99,7 +108,7 @@ class SessionAdmin(admin.ModelAdmin):
 
 
 @admin.register(Message)
-class MessageAdmin(admin.ModelAdmin):
+class MessageAdmin(ReadOnlyAdmin):
     """Message metadata only: what members say is not browsable here. Hidden text
     reaches admins through the moderation queue (a later issue), not this list."""
 
@@ -108,10 +117,44 @@ class MessageAdmin(admin.ModelAdmin):
     search_fields = ["circle__name", "author__display_name"]
     list_select_related = ["circle", "author"]
     fields = ["circle", "session", "seq", "kind", "author", "created_at", "hidden_at"]
-    readonly_fields = fields
 
-    def has_add_permission(self, request):
-        return False
 
-    def has_change_permission(self, request, obj=None):
-        return False
+@admin.register(CircleFloorSettings)
+class CircleFloorSettingsAdmin(admin.ModelAdmin):
+    list_display = ["circle", "default_mode", "turn_seconds", "turn_messages", "auto_advance"]
+    list_filter = ["default_mode", "auto_advance"]
+    search_fields = ["circle__name"]
+    list_select_related = ["circle"]
+    raw_id_fields = ["circle"]
+
+
+@admin.register(FloorState)
+class FloorStateAdmin(ReadOnlyAdmin):
+    list_display = ["session", "mode", "paused", "speaker", "turn_ends_at", "version"]
+    list_filter = ["mode", "paused"]
+    search_fields = ["session__circle__name"]
+    list_select_related = ["session__circle", "speaker"]
+
+
+@admin.register(FloorLogEntry)
+class FloorLogEntryAdmin(ReadOnlyAdmin):
+    list_display = ["floor", "version", "action", "at"]
+    list_filter = ["action"]
+    search_fields = ["floor__session__circle__name"]
+    list_select_related = ["floor"]
+
+
+@admin.register(SessionVoice)
+class SessionVoiceAdmin(ReadOnlyAdmin):
+    list_display = ["session", "display_name", "messages", "characters", "floor_seconds", "share"]
+    search_fields = ["display_name", "session__circle__name"]
+    list_select_related = ["session__circle"]
+
+
+@admin.register(RoomConnection)
+class RoomConnectionAdmin(ReadOnlyAdmin):
+    list_display = ["circle", "user", "connected_at", "seen_at", "replaced"]
+    list_filter = ["replaced"]
+    search_fields = ["circle__name", "user__display_name"]
+    list_select_related = ["circle", "user"]
+    exclude = ["channel_name"]
