@@ -397,19 +397,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if await self.may_receive(event):
             await self.send_json(frame)
 
-    async def room_presence(self, event: dict) -> None:
-        if await self.may_receive(event):
-            await self.send_json(event["frame"])
-
-    async def room_session(self, event: dict) -> None:
-        if await self.may_receive(event):
-            await self.send_json(event["frame"])
-
-    async def room_floor(self, event: dict) -> None:
-        if await self.may_receive(event):
-            await self.send_json(event["frame"])
-
-    async def room_balance(self, event: dict) -> None:
+    async def room_frame(self, event: dict) -> None:
+        """A whole-state frame for everyone: presence, session, floor, balance."""
         if await self.may_receive(event):
             await self.send_json(event["frame"])
 

@@ -42,10 +42,12 @@ def _after_commit(target: str, event: dict, *, to_group: bool = True) -> None:
 
 
 def broadcast_to_circle(
-    circle_id: int, event_type: str, frame: dict, *, access_version: int
+    circle_id: int, frame: dict, *, access_version: int, event_type: str = "room.frame"
 ) -> None:
-    """Send a frame to everyone in the room. `access_version` is the circle's at the
-    time of writing: a consumer that knows an older one re-checks access first."""
+    """Send a frame to everyone in the room: `room.frame` for whole-state frames
+    (presence, session, floor, balance), `room.message` for messages. `access_version`
+    is the circle's at the time of writing: a consumer that knows an older one
+    re-checks access first."""
     _after_commit(
         circle_group(circle_id),
         {"type": event_type, "frame": frame, "access_version": access_version},

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
-from circles.models import Circle, CircleFloorSettings, Topic
+from circles.models import FLOOR_SETTING_FIELDS, Circle, CircleFloorSettings, Topic
 
 
 class CircleForm(forms.ModelForm):
@@ -55,20 +55,7 @@ class GuidelinesAcceptForm(forms.Form):
 class FloorSettingsForm(forms.ModelForm):
     class Meta:
         model = CircleFloorSettings
-        fields = [
-            "default_mode",
-            "turn_seconds",
-            "turn_messages",
-            "auto_advance",
-            "turn_warning_seconds",
-            "disconnect_grace_seconds",
-            "consecutive_cap",
-            "consecutive_wait_seconds",
-            "share_window",
-            "share_multiple",
-            "share_minimum",
-            "share_wait_seconds",
-        ]
+        fields = FLOOR_SETTING_FIELDS
         widgets = {"default_mode": forms.RadioSelect}
 
     def clean(self):

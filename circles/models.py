@@ -303,6 +303,23 @@ class FloorMode(models.TextChoices):
     ROUND = "round", _("Round with a talking piece")
 
 
+# The numbers a circle sets for its floor, in the order its settings page shows them.
+FLOOR_SETTING_FIELDS = [
+    "default_mode",
+    "turn_seconds",
+    "turn_messages",
+    "auto_advance",
+    "turn_warning_seconds",
+    "disconnect_grace_seconds",
+    "consecutive_cap",
+    "consecutive_wait_seconds",
+    "share_window",
+    "share_multiple",
+    "share_minimum",
+    "share_wait_seconds",
+]
+
+
 class CircleFloorSettings(models.Model):
     """A circle's numbers for turn-taking (docs/turn-taking.md gives each default)."""
 

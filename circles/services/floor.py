@@ -116,7 +116,6 @@ def _broadcast_floor(circle: Circle, floor: policy.Floor) -> None:
     names = selectors.display_names(ids=floor_people(floor))
     broadcast_to_circle(
         circle.pk,
-        "room.floor",
         frames.floor_frame(floor, names),
         access_version=circle.access_version,
     )

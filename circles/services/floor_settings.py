@@ -4,23 +4,14 @@ from __future__ import annotations
 
 from django.db import transaction
 
-from circles.models import AuditAction, AuditEntry, Circle, CircleFloorSettings
+from circles.models import (
+    FLOOR_SETTING_FIELDS,
+    AuditAction,
+    AuditEntry,
+    Circle,
+    CircleFloorSettings,
+)
 from circles.services.permissions import require_moderator
-
-FLOOR_SETTING_FIELDS = [
-    "default_mode",
-    "consecutive_cap",
-    "consecutive_wait_seconds",
-    "share_window",
-    "share_multiple",
-    "share_minimum",
-    "share_wait_seconds",
-    "turn_seconds",
-    "turn_messages",
-    "auto_advance",
-    "turn_warning_seconds",
-    "disconnect_grace_seconds",
-]
 
 
 @transaction.atomic

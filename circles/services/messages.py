@@ -103,8 +103,8 @@ def _store(circle: Circle, session: Session, *, author, text, kind, client_id) -
     )
     broadcast_to_circle(
         circle.pk,
-        "room.message",
         frames.message_frame(message),
         access_version=circle.access_version,
+        event_type="room.message",
     )
     return message

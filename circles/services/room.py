@@ -31,7 +31,6 @@ class Beat:
 def _broadcast_presence(circle_id: int, now: datetime) -> None:
     broadcast_to_circle(
         circle_id,
-        "room.presence",
         frames.presence_frame(selectors.room_presence(circle_id=circle_id, now=now)),
         access_version=selectors.circle_access_version(circle_id=circle_id),
     )

@@ -66,12 +66,7 @@ def session_open(*, circle_id: int, user) -> Session:
         session=session,
         text=_("%(name)s opened the session and is facilitating.") % {"name": user.display_name},
     )
-    broadcast_to_circle(
-        circle.pk,
-        "room.session",
-        frames.session_frame(session),
-        access_version=circle.access_version,
-    )
+    _announce(circle, session)
     return session
 
 
@@ -106,15 +101,15 @@ def session_close(*, circle_id: int, user) -> Session:
     names = selectors.display_names(ids={row.member_id for row in rows})
     broadcast_to_circle(
         circle.pk,
-        "room.balance",
         frames.balance_frame(rows, gini, names),
         access_version=circle.access_version,
     )
     AuditEntry.objects.create(circle=circle, actor=user, action=AuditAction.SESSION_CLOSE)
-    broadcast_to_circle(
-        circle.pk,
-        "room.session",
-        frames.session_frame(session),
-        access_version=circle.access_version,
-    )
+    _announce(circle, session)
     return session
+
+
+def _announce(circle: Circle, session: Session) -> None:
+    broadcast_to_circle(
+        circle.pk, frames.session_frame(session), access_version=circle.access_version
+    )
