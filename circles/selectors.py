@@ -15,6 +15,7 @@ from circles.models import (
     CircleFloorSettings,
     CommunityGuidelines,
     CrisisResource,
+    FloorHand,
     FloorState,
     GuidelinesAcceptance,
     Membership,
@@ -216,8 +217,18 @@ def room_presence(*, circle_id: int, now) -> list[dict]:
             circle_id=circle_id, user_id__in=[pk for pk, _name in people]
         ).values_list("user_id", "role")
     )
+    hands = set(
+        FloorHand.objects.filter(
+            floor__session__circle_id=circle_id, floor__session__status=SessionStatus.OPEN
+        ).values_list("member_id", flat=True)
+    )
     return [
-        {"member_id": pk, "name": name, "role": roles.get(pk, Role.MEMBER), "hand_raised": False}
+        {
+            "member_id": pk,
+            "name": name,
+            "role": roles.get(pk, Role.MEMBER),
+            "hand_raised": pk in hands,
+        }
         for pk, name in people
     ]
 

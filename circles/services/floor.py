@@ -38,6 +38,7 @@ from circles.models import (
     SessionVoice,
 )
 from circles.services.errors import ServiceError
+from circles.services.room import broadcast_presence
 
 NO_OPEN_SESSION = _("There's no open session right now.")
 FACILITATOR_ONLY = _("Only the session's facilitator can do that.")
@@ -109,6 +110,8 @@ def _store(
         )
         _broadcast_floor(locked.circle, outcome.floor)
         _send_balance(locked, outcome.floor)
+        if _hands(outcome.floor) != _hands(locked.floor):
+            broadcast_presence(locked.circle.pk, now)
     _send_nudges(locked, outcome)
 
 
@@ -119,6 +122,10 @@ def _broadcast_floor(circle: Circle, floor: policy.Floor) -> None:
         frames.floor_frame(floor, names),
         access_version=circle.access_version,
     )
+
+
+def _hands(floor: policy.Floor) -> set[int]:
+    return {hand.member_id for hand in floor.hands}
 
 
 def floor_people(floor: policy.Floor) -> set[int]:

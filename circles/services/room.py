@@ -28,7 +28,8 @@ class Beat:
     missing: bool
 
 
-def _broadcast_presence(circle_id: int, now: datetime) -> None:
+def broadcast_presence(circle_id: int, now: datetime) -> None:
+    """Tell the room who is here (and whose hand is up): the whole list."""
     broadcast_to_circle(
         circle_id,
         frames.presence_frame(selectors.room_presence(circle_id=circle_id, now=now)),
@@ -58,8 +59,8 @@ def room_connect(*, circle_id: int, user_id: int, channel_name: str) -> None:
         )
         notify_replaced([name for _pk, name, _circle in extra])
         for other_circle in {circle for _pk, _name, circle in extra} - {circle_id}:
-            _broadcast_presence(other_circle, now)
-    _broadcast_presence(circle_id, now)
+            broadcast_presence(other_circle, now)
+    broadcast_presence(circle_id, now)
 
 
 @transaction.atomic
@@ -68,7 +69,7 @@ def room_disconnect(*, channel_name: str) -> None:
     if row is None:
         return
     row.delete()
-    _broadcast_presence(row.circle_id, timezone.now())
+    broadcast_presence(row.circle_id, timezone.now())
 
 
 def room_beat(*, channel_name: str, circle_id: int, user_id: int) -> Beat:
@@ -97,7 +98,7 @@ def presence_sweep(*, now: datetime | None = None) -> int:
     deleted, _by_model = stale.delete()
     if deleted:  # another process that swept the same rows first deleted nothing
         for circle_id in circles:
-            _broadcast_presence(circle_id, now)
+            broadcast_presence(circle_id, now)
     return deleted
 
 
