@@ -90,8 +90,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         )
         self.access_version = self.membership.circle.access_version
         # Join the groups before reading the state, so nothing falls between the two.
-        await self.channel_layer.group_add(circle_group(self.circle_id), self.channel_name)
-        await self.channel_layer.group_add(user_group(user.pk), self.channel_name)
+        await self.join_groups()
         self.access_epoch = await self.read_access_epoch()
         await db(room_connect)(
             circle_id=self.circle_id, user_id=user.pk, channel_name=self.channel_name
@@ -135,6 +134,37 @@ class RoomConsumer(AsyncWebsocketConsumer):
         await self.channel_layer.group_discard(user_group(self.user.pk), self.channel_name)
         await db(room_disconnect)(channel_name=self.channel_name)
 
+    async def join_groups(self) -> None:
+        """Join (again) the room's group and this person's. Repeated on every beat:
+        a restarted Redis has forgotten every group."""
+        try:
+            await self.channel_layer.group_add(circle_group(self.circle_id), self.channel_name)
+            await self.channel_layer.group_add(user_group(self.user.pk), self.channel_name)
+        except Exception:
+            logger.warning("could not join the room's groups; trying again on the next beat")
+
+    # channels assigns `channel_receive` once per consumer; this wraps it so that a
+    # channel layer outage (Redis restarting) pauses the room instead of ending it.
+    @property
+    def channel_receive(self):
+        return self._channel_receive
+
+    @channel_receive.setter
+    def channel_receive(self, receive) -> None:
+        async def receive_through_outages():
+            delay = 0.1
+            while True:
+                try:
+                    return await receive()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    logger.warning("channel layer unavailable; retrying in %.1f s", delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+
+        self._channel_receive = receive_through_outages
+
     async def close_with(self, code: int) -> None:
         self.closing = True
         await self.close(code=code)
@@ -156,6 +186,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
                         return
                 if now - last_beat >= _setting("ROOM_BEAT_SECONDS", 5):
                     last_beat = now
+                    await self.join_groups()
                     beat = await db(room_beat)(
                         channel_name=self.channel_name,
                         circle_id=self.circle_id,
@@ -274,6 +305,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
         messages, more = await db(selectors.messages_after)(membership=self.membership, after=after)
         for message in messages:
             await self.send_json(frames.message_frame(message))
+        if messages:
+            # Sent now: a live copy still on its way must not arrive a second time.
+            self.hello_seq = max(self.hello_seq, messages[-1].seq)
         await self.send_json(
             {"type": "resumed", "after": after, "count": len(messages), "more": more}
         )

@@ -8,6 +8,7 @@ clients catch up through `tick` and `resume`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from asgiref.sync import async_to_sync
@@ -23,18 +24,40 @@ logger = logging.getLogger(__name__)
 ACCESS_EPOCH_SECONDS = 24 * 3600
 
 
+# The server's event loop, set when the ASGI application first runs (config/asgi.py).
+_server_loop: asyncio.AbstractEventLoop | None = None
+SEND_TIMEOUT_SECONDS = 5.0
+
+
+def remember_server_loop(loop: asyncio.AbstractEventLoop) -> None:
+    global _server_loop
+    _server_loop = loop
+
+
 def _send_now(target: str, event: dict, *, to_group: bool) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
+    send = layer.group_send if to_group else layer.send
     try:
-        if to_group:
-            async_to_sync(layer.group_send)(target, event)
+        loop = _server_loop
+        if loop is not None and loop.is_running() and not _on_loop(loop):
+            # From a worker thread of the server: hand the send to the server's loop,
+            # and never wait for ever (a loop shutting down would never answer).
+            future = asyncio.run_coroutine_threadsafe(send(target, event), loop)
+            future.result(timeout=SEND_TIMEOUT_SECONDS)
         else:
-            async_to_sync(layer.send)(target, event)
+            async_to_sync(send)(target, event)
     except Exception:
         # Never the event itself: it may carry what someone said.
         logger.exception("room broadcast failed: %s to %s", event.get("type"), target)
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
 
 
 def _after_commit(target: str, event: dict, *, to_group: bool = True) -> None:

@@ -241,7 +241,7 @@ def session_key_is_valid(*, session_key: str | None, user) -> bool:
     data = store.load()
     if str(data.get(SESSION_KEY, "")) != str(user.pk):
         return False
-    fresh = type(user).objects.filter(pk=user.pk, is_active=True).first()
+    fresh = get_user_model().objects.filter(pk=user.pk, is_active=True).first()
     if fresh is None:
         return False
     return constant_time_compare(data.get(HASH_SESSION_KEY, ""), fresh.get_session_auth_hash())

@@ -164,10 +164,20 @@ def queue_order(floor: Floor) -> list[QueueEntry]:
     """The waiting hands, first first: fewest turns, least floor time, earliest hand;
     a speaker's own raise waits behind those already waiting when it went up."""
     waiting = [hand for hand in floor.hands if hand.member_id != floor.speaker]
+    # Hands are kept in raise order: the hands a raise went up behind are the ones
+    # before it. A later raise by the same member (after they had the floor, or
+    # lowered and raised again) no longer holds it back.
+    position = {hand.member_id: index for index, hand in enumerate(floor.hands)}
+
+    def held_back(hand: Hand, still: set[int]) -> bool:
+        return any(
+            other in still and position[other] < position[hand.member_id] for other in hand.behind
+        )
+
     ordered: list[Hand] = []
     while waiting:
         still = {hand.member_id for hand in waiting}
-        eligible = [hand for hand in waiting if not (hand.behind & still)] or waiting
+        eligible = [hand for hand in waiting if not held_back(hand, still)] or waiting
         best = min(eligible, key=lambda hand: _fair_key(floor, hand))
         ordered.append(best)
         waiting.remove(best)
@@ -184,8 +194,10 @@ def queue_order(floor: Floor) -> list[QueueEntry]:
 
 def next_in_queue(floor: Floor, present: frozenset[int]) -> int | None:
     """Who gets the floor next: the first present hand, but never the member who
-    just spoke while someone else waits."""
-    candidates = [entry.member_id for entry in queue_order(floor) if entry.member_id in present]
+    just spoke while someone else waits. Only present hands wait: a raise is not held
+    back behind a member who is not here to take the floor."""
+    here = replace(floor, hands=tuple(hand for hand in floor.hands if hand.member_id in present))
+    candidates = [entry.member_id for entry in queue_order(here)]
     if not candidates:
         return None
     if candidates[0] == floor.last_speaker and len(candidates) > 1:
@@ -207,7 +219,9 @@ def _end_turn(floor: Floor, now: datetime) -> Floor:
     if floor.turn_seconds_left is not None:  # paused: the clock stopped
         held = max(0.0, floor.settings.turn_seconds - floor.turn_seconds_left)
     elif floor.turn_started_at is not None:
-        held = max(0.0, _seconds(now - floor.turn_started_at))
+        # A turn that ran out counts up to its end, however late it is noticed.
+        until = min(now, floor.turn_ends_at) if floor.turn_ends_at is not None else now
+        held = max(0.0, _seconds(until - floor.turn_started_at))
     else:
         held = 0.0
     seconds = {
@@ -242,8 +256,11 @@ def _start_turn(floor: Floor, member_id: int, now: datetime) -> Floor:
         turn_shared=False,
         turn_warned=False,
         speaker_absent_since=None,
-        # A speaker's hand drops when they get the floor.
-        hands=tuple(hand for hand in floor.hands if hand.member_id != member_id),
+        # A speaker's hand drops when they get the floor; holding a round's piece
+        # leaves it up (hands are kept for after the round).
+        hands=floor.hands
+        if floor.mode == Mode.ROUND
+        else tuple(hand for hand in floor.hands if hand.member_id != member_id),
         turns_taken={**floor.turns_taken, member_id: floor.turns_taken.get(member_id, 0) + 1},
     )
 
@@ -290,18 +307,22 @@ def _round_offer(floor: Floor, current: Round, now: datetime, present: frozenset
         return replace(floor, round=None, mode=floor.return_mode)
 
 
-def _round_finish_turn(floor: Floor, now: datetime, present: frozenset[int]) -> Floor:
-    """The holder's turn ended (pass, next, budget, gone): move the piece on."""
+def _move_on(
+    floor: Floor, holder: int | None, shared: bool, now: datetime, present: frozenset[int]
+) -> Floor:
+    """After a turn ended (pass, next, budget, gone): the piece of a round moves on, and
+    an idle queue floor goes to the first hand under auto-advance (also when the
+    round has just ended and gone back to a queue)."""
     current = floor.round
-    holder, shared = floor.speaker, floor.turn_shared
-    floor = _end_turn(floor, now)
-    if current is None:
-        return floor
-    passed = current.passed
-    if current.phase == Phase.FIRST and holder is not None and not shared:
-        passed = (*passed, holder)  # a turn that ends without a share counts as passed
-    moved = replace(current, passed=passed, position=current.position + 1)
-    return _round_offer(floor, moved, now, present)
+    if floor.mode == Mode.ROUND and current is not None:
+        passed = current.passed
+        if current.phase == Phase.FIRST and holder is not None and not shared:
+            passed = (*passed, holder)  # a turn that ends without a share counts as passed
+        moved = replace(current, passed=passed, position=current.position + 1)
+        floor = _round_offer(floor, moved, now, present)
+    if floor.mode == Mode.QUEUE and floor.settings.auto_advance:
+        floor = _advance_queue(floor, now, present)
+    return floor
 
 
 def _round_start(floor: Floor, now: datetime, present: frozenset[int], previous: Mode) -> Floor:
@@ -311,7 +332,8 @@ def _round_start(floor: Floor, now: datetime, present: frozenset[int], previous:
         floor,
         mode=Mode.ROUND,
         round=None,
-        return_mode=Mode.QUEUE if previous == Mode.ROUND else previous,
+        # A round started during a round goes back to where the first one came from.
+        return_mode=floor.return_mode if previous == Mode.ROUND else previous,
         rounds_started=floor.rounds_started + 1,
     )
     if not members:
@@ -336,12 +358,37 @@ def _round_add_joiners(floor: Floor, present: frozenset[int]) -> Floor:
 
 
 def _finish_turn(floor: Floor, now: datetime, present: frozenset[int]) -> Floor:
-    if floor.mode == Mode.ROUND:
-        return _round_finish_turn(floor, now, present)
-    floor = _end_turn(floor, now)
-    if floor.mode == Mode.QUEUE and floor.settings.auto_advance:
-        floor = _advance_queue(floor, now, present)
-    return floor
+    holder, shared = floor.speaker, floor.turn_shared
+    return _move_on(_end_turn(floor, now), holder, shared, now, present)
+
+
+def _new_settings(floor: Floor, settings: FloorSettings, now: datetime) -> tuple[Floor, list[int]]:
+    """New numbers apply at once. A turn under way keeps the time and messages already
+    used and runs to the new length; if that is already spent, the turn ends now (its
+    floor time counted as held) and set_mode places the floor as for any idle floor.
+    Keeps `turn_started_at + turn_seconds == turn_ends_at` (and, while paused,
+    `turn_seconds - turn_seconds_left` = the time held) true."""
+    old = floor.settings
+    speaker = floor.speaker
+    same = (settings.turn_seconds, settings.turn_messages) == (old.turn_seconds, old.turn_messages)
+    if speaker is None or same:
+        return replace(floor, settings=settings), []
+    if floor.turn_seconds_left is not None:  # paused: the clock stopped
+        held = max(0.0, old.turn_seconds - floor.turn_seconds_left)
+    elif floor.turn_started_at is not None:
+        held = max(0.0, _seconds(now - floor.turn_started_at))
+    else:
+        held = 0.0
+    used = old.turn_messages - (floor.turn_messages_left or 0)
+    if held >= settings.turn_seconds or used >= settings.turn_messages:
+        return replace(_end_turn(floor, now), settings=settings), [speaker]
+    floor = replace(floor, settings=settings, turn_messages_left=settings.turn_messages - used)
+    if floor.turn_seconds_left is not None:
+        return replace(floor, turn_seconds_left=settings.turn_seconds - held), []
+    if floor.turn_started_at is not None:
+        ends = floor.turn_started_at + timedelta(seconds=settings.turn_seconds)
+        return replace(floor, turn_ends_at=ends), []
+    return floor, []
 
 
 def _settle(
@@ -352,7 +399,7 @@ def _settle(
     floor = replace(floor, participants_ever=floor.participants_ever | present)
     # A timed pause lifts itself; the turn's clock runs on from where it stopped.
     if floor.paused and floor.paused_until is not None and now >= floor.paused_until:
-        floor = _unpause(floor, now)
+        floor = _unpause(floor, floor.paused_until)
     if floor.mode == Mode.ROUND:
         floor = _round_add_joiners(floor, present)
     if floor.speaker is not None:
@@ -367,18 +414,21 @@ def _settle(
         if out_of_time or gone_for >= floor.settings.disconnect_grace_seconds:
             floor = _finish_turn(floor, now, present)
             ended.append(speaker)
-        elif (
-            floor.turn_ends_at is not None
-            and not floor.turn_warned
-            and _seconds(floor.turn_ends_at - now) <= floor.settings.turn_warning_seconds
-        ):
-            floor = replace(floor, turn_warned=True)
-            left = _seconds(floor.turn_ends_at - now)
-            effects.append(Nudge(speaker, "turn_ending", seconds=round(left)))
     if floor.mode == Mode.ROUND and floor.round is not None and floor.speaker is None:
         floor = _round_offer(floor, floor.round, now, present)
     if floor.mode == Mode.QUEUE and floor.settings.auto_advance:
         floor = _advance_queue(floor, now, present)
+    # The nudge goes to whoever holds the floor now, a turn just given included (a turn
+    # shorter than the warning is nudged at once), so settling again changes nothing.
+    if (
+        floor.speaker is not None
+        and floor.turn_ends_at is not None
+        and not floor.turn_warned
+        and _seconds(floor.turn_ends_at - now) <= floor.settings.turn_warning_seconds
+    ):
+        floor = replace(floor, turn_warned=True)
+        left = _seconds(floor.turn_ends_at - now)
+        effects.append(Nudge(floor.speaker, "turn_ending", seconds=round(left)))
     return floor, effects, ended
 
 
@@ -586,7 +636,7 @@ def next_turn(floor: Floor, *, now: datetime, present: Iterable[int]) -> Outcome
         )
     speaker = floor.speaker
     if floor.mode == Mode.ROUND:
-        floor = _round_finish_turn(floor, now, present)
+        floor = _finish_turn(floor, now, present)
     else:
         floor = _advance_queue(_end_turn(floor, now), now, present)
     if speaker is not None:
@@ -628,7 +678,8 @@ def set_mode(
     start = floor
     floor, effects, ended = _settle(floor, now, present)
     if settings is not None:
-        floor = replace(floor, settings=settings)
+        floor, cut_short = _new_settings(floor, settings, now)
+        ended.extend(cut_short)
     if mode == Mode.ROUND:
         if floor.speaker is not None:
             ended.append(floor.speaker)
