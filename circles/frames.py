@@ -131,20 +131,28 @@ def nudge_frame(text: str, reason: str) -> dict:
     return {"type": "nudge", "text": text, "reason": reason}
 
 
-def balance_frame(rows, gini: float, names: dict[int, str]) -> dict:
+def balance_frame(
+    rows, gini: float, names: dict[int, str], *, session_id: int | None = None, final: bool = False
+) -> dict:
+    """Live for the facilitator (with who is past 2 x a fair share), or `final` for the
+    whole circle at close: then without flags, since no one is singled out in public."""
+    members = []
+    for row in rows:
+        member = {
+            "member_id": row.member_id,
+            "name": names.get(row.member_id, ""),
+            "messages": row.messages,
+            "chars": row.characters,
+            "floor_seconds": row.floor_seconds,
+            "share": round(row.share, 3),
+        }
+        if not final:
+            member["flagged"] = row.flagged
+        members.append(member)
     return {
         "type": "balance",
-        "members": [
-            {
-                "member_id": row.member_id,
-                "name": names.get(row.member_id, ""),
-                "messages": row.messages,
-                "chars": row.characters,
-                "floor_seconds": row.floor_seconds,
-                "share": round(row.share, 3),
-                "flagged": row.flagged,
-            }
-            for row in rows
-        ],
+        "session": session_id,
+        "final": final,
+        "members": members,
         "gini": round(gini, 3),
     }

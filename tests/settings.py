@@ -35,7 +35,9 @@ if REDIS_URL:
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": urlunsplit(urlsplit(REDIS_URL)._replace(path="/15")),
+            "LOCATION": urlunsplit(
+                urlsplit(REDIS_URL)._replace(path=f"/{os.environ.get('TEST_CACHE_REDIS_DB', '15')}")
+            ),
             "KEY_PREFIX": "pc-test",
         }
     }

@@ -155,9 +155,8 @@ def _send_balance(locked: Locked, floor: policy.Floor) -> None:
         return
     rows, gini = balance_of(floor)
     names = selectors.display_names(ids={row.member_id for row in rows})
-    send_private(
-        locked.session.facilitator_id, locked.circle.pk, frames.balance_frame(rows, gini, names)
-    )
+    frame = frames.balance_frame(rows, gini, names, session_id=locked.session.pk)
+    send_private(locked.session.facilitator_id, locked.circle.pk, frame)
 
 
 def _send_nudges(locked: Locked, outcome: policy.Outcome) -> None:

@@ -74,7 +74,8 @@ def session_open(*, circle_id: int, user) -> Session:
 def session_close(*, circle_id: int, user) -> Session:
     circle = Circle.objects.select_for_update().get(pk=circle_id)
     session = (
-        Session.objects.select_for_update()
+        # `of`: PostgreSQL can't lock the nullable side of the facilitator join.
+        Session.objects.select_for_update(of=("self",))
         .select_related("facilitator")
         .filter(circle=circle, status=SessionStatus.OPEN)
         .first()
@@ -101,7 +102,7 @@ def session_close(*, circle_id: int, user) -> Session:
     names = selectors.display_names(ids={row.member_id for row in rows})
     broadcast_to_circle(
         circle.pk,
-        frames.balance_frame(rows, gini, names),
+        frames.balance_frame(rows, gini, names, session_id=session.pk, final=True),
         access_version=circle.access_version,
     )
     AuditEntry.objects.create(circle=circle, actor=user, action=AuditAction.SESSION_CLOSE)
