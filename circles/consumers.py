@@ -56,6 +56,14 @@ def _setting(name: str, default: float) -> float:
     return getattr(settings, name, default)
 
 
+def _uuid_or_none(value) -> str | None:
+    """A client_id echoed as `ref` only if it is one: never arbitrary text."""
+    try:
+        return str(uuid.UUID(value)) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
 class FrameError(Exception):
     """A frame the server can't act on; answered with an `error` frame."""
 
@@ -127,9 +135,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code) -> None:
         if self.membership is None:
             return
-        task = getattr(self, "beat_task", None)
-        if task is not None:
-            task.cancel()
+        for name in ("beat_task", "recheck_task"):
+            task = getattr(self, name, None)
+            if task is not None:
+                task.cancel()
         await self.channel_layer.group_discard(circle_group(self.circle_id), self.channel_name)
         await self.channel_layer.group_discard(user_group(self.user.pk), self.channel_name)
         await db(room_disconnect)(channel_name=self.channel_name)
@@ -240,7 +249,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         ref = None
         try:
             frame = self.parse(text_data, bytes_data)
-            ref = frame.get("client_id") if isinstance(frame.get("client_id"), str) else None
+            ref = _uuid_or_none(frame.get("client_id"))
             kind = frame.get("type")
             handler = self.HANDLERS.get(kind)
             if handler is None:
@@ -267,6 +276,15 @@ class RoomConsumer(AsyncWebsocketConsumer):
                     error.code, error.message, retry_after=error.retry_after, ref=ref
                 )
             )
+        except Exception:
+            # One bad frame never ends the socket: nothing was half-written (each
+            # service is one transaction), so say so and carry on.
+            logger.exception("room frame failed")
+            await self.send_json(
+                frames.error_frame(
+                    "invalid", _("Something went wrong with that. Please try again."), ref=ref
+                )
+            )
 
     @staticmethod
     def parse(text_data, bytes_data) -> dict:
@@ -274,7 +292,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             raise FrameError("invalid", _("Please send text frames holding JSON."))
         try:
             frame = json.loads(text_data)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
             raise FrameError("invalid", _("That frame isn't valid JSON.")) from None
         if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
             raise FrameError("invalid", _("Each frame is a JSON object with a type."))
@@ -285,7 +303,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         kind = frame.get("kind", MessageKind.SHARE.value)
         if not isinstance(text, str):
             raise FrameError("invalid", _("A message needs some text."))
-        if kind not in SAY_KINDS:
+        if not isinstance(kind, str) or kind not in SAY_KINDS:
             raise FrameError("invalid", _("That kind of message isn't one you can send."))
         try:
             client_id = uuid.UUID(str(frame.get("client_id")))
@@ -338,7 +356,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def on_mode(self, frame: dict) -> None:
         mode = frame.get("mode")
-        if mode not in FLOOR_MODES:
+        if not isinstance(mode, str) or mode not in FLOOR_MODES:
             raise FrameError("invalid", _("mode is one of open, queue or round."))
         settings = self.parse_mode_settings(frame.get("settings"))
         await db(floor_set_mode)(
@@ -445,6 +463,15 @@ class RoomConsumer(AsyncWebsocketConsumer):
         await self.close_with(RoomRefusal.REPLACED)
 
     async def access_changed(self, event: dict) -> None:
+        if self.membership is None or self.closing:
+            return
+        if await self.still_allowed():
+            # Django says "logged out" just before it ends the session; another
+            # process may hear it first. Look once more in a moment.
+            self.recheck_task = asyncio.create_task(self.check_again_soon())
+
+    async def check_again_soon(self) -> None:
+        await asyncio.sleep(_setting("ROOM_RECHECK_SECONDS", 2.0))
         if self.membership is not None and not self.closing:
             await self.still_allowed()
 

@@ -27,6 +27,7 @@ NOT_A_MEMBER = _("You're not a member of this circle any more.")
 NO_OPEN_SESSION = _("The session isn't open right now. Your words are still in the box.")
 ONLY_FACILITATOR = _("Only the session's facilitator can post facilitation notes.")
 EMPTY = _("There's nothing to send yet.")
+NOT_TEXT = _("Part of that message isn't readable text. Could you type it again?")
 TOO_LONG = _("That's a lot to share at once. Could you split it (up to 4,000 characters)?")
 
 
@@ -41,6 +42,10 @@ def clean_text(text: str) -> str:
     cleaned = text.replace("\x00", "").strip()
     if not cleaned:
         raise ServiceError(EMPTY, code="invalid")
+    try:
+        cleaned.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: not text anyone can read
+        raise ServiceError(NOT_TEXT, code="invalid") from None
     if len(cleaned) > MAX_MESSAGE_LENGTH:
         raise ServiceError(TOO_LONG, code="too_long")
     return cleaned
