@@ -48,5 +48,10 @@ test-browser: $(INSTALLED)
 
 test: lint check test-unit test-room-embedded test-browser
 
+# Issue 5's benchmark: needs PostgreSQL and Redis; writes bench/REPORT.md and stops
+# itself within 10 minutes. Smaller runs: BENCH_CIRCLES=3 BENCH_MEMBERS=4 make bench
+bench: $(INSTALLED)
+	$(BIN)/python -m bench.run
+
 clean:
 	rm -rf $(VENV) var test-artifacts .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The benchmark harness: `make bench` (bench/run.py) writes bench/REPORT.md."""
