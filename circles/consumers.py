@@ -132,15 +132,31 @@ class RoomConsumer(AsyncWebsocketConsumer):
             "seq": self.hello_seq,
         }
 
-    async def disconnect(self, code) -> None:
-        if self.membership is None:
-            return
+    async def __call__(self, scope, receive, send):
+        # However this consumer ends (a normal disconnect, a crash, or daphne killing
+        # a consumer slow to shut down), its heartbeat ends with it: otherwise a gone
+        # member would stay "present", and a gone speaker keep the floor.
+        try:
+            return await super().__call__(scope, receive, send)
+        finally:
+            self.stop_background_tasks()
+
+    def stop_background_tasks(self) -> None:
+        self.closing = True
         for name in ("beat_task", "recheck_task"):
             task = getattr(self, name, None)
             if task is not None:
                 task.cancel()
-        await self.channel_layer.group_discard(circle_group(self.circle_id), self.channel_name)
-        await self.channel_layer.group_discard(user_group(self.user.pk), self.channel_name)
+
+    async def disconnect(self, code) -> None:
+        self.stop_background_tasks()
+        if self.membership is None:
+            return
+        try:
+            await self.channel_layer.group_discard(circle_group(self.circle_id), self.channel_name)
+            await self.channel_layer.group_discard(user_group(self.user.pk), self.channel_name)
+        except Exception:
+            logger.warning("could not leave the room's groups; they expire on their own")
         await db(room_disconnect)(channel_name=self.channel_name)
 
     async def join_groups(self) -> None:
@@ -478,4 +494,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
     async def send_json(self, content: dict) -> None:
         if self.closing:
             return
-        await self.send(text_data=json.dumps(content, ensure_ascii=False))
+        try:
+            await self.send(text_data=json.dumps(content, ensure_ascii=False))
+        except Exception:
+            # The socket closed under us (a broadcast racing the close): stop here;
+            # disconnect tidies up.
+            self.stop_background_tasks()

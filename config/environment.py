@@ -82,7 +82,11 @@ def read_database(*, base_dir: Path, debug: bool) -> dict:
             "timeout": 20,
         }
     elif engine.startswith("django.db.backends.postgresql"):
-        config["CONN_HEALTH_CHECKS"] = True
+        # A pool, not persistent connections: under ASGI each request may run on a
+        # new thread, and the live room's database calls would otherwise open a
+        # fresh connection each time.
+        config["CONN_MAX_AGE"] = 0
+        config["OPTIONS"] = {"pool": {"min_size": 1, "max_size": 20, "timeout": 10}}
     else:
         raise ImproperlyConfigured(
             "DATABASE_URL must be a postgres:// or sqlite:// address "
