@@ -328,16 +328,17 @@ def _move_on(
 def _round_start(floor: Floor, now: datetime, present: frozenset[int], previous: Mode) -> Floor:
     floor = _end_turn(floor, now)
     members = sorted(present)
+    # A round started during a round goes back to where the first one came from.
+    back = floor.return_mode if previous == Mode.ROUND else previous
+    if not members:  # nobody here: no round starts, and none counts for the rotation
+        return replace(floor, mode=back, round=None, return_mode=back)
     floor = replace(
         floor,
         mode=Mode.ROUND,
         round=None,
-        # A round started during a round goes back to where the first one came from.
-        return_mode=floor.return_mode if previous == Mode.ROUND else previous,
+        return_mode=back,
         rounds_started=floor.rounds_started + 1,
     )
-    if not members:
-        return replace(floor, mode=floor.return_mode)
     # The first seat rotates from round to round: no one (the facilitator
     # included) always goes first.
     start = (floor.rounds_started - 1) % len(members)
