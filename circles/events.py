@@ -22,11 +22,15 @@ from circles.groups import access_epoch_key, circle_group, user_group
 logger = logging.getLogger(__name__)
 
 ACCESS_EPOCH_SECONDS = 24 * 3600
+BROADCAST_FAILED = "room broadcast failed: %s to %s"
 
 
 # The server's event loop, set when the ASGI application first runs (config/asgi.py).
 _server_loop: asyncio.AbstractEventLoop | None = None
-SEND_TIMEOUT_SECONDS = 5.0
+# Sends to one target keep their order; sends to different targets run side by side.
+# Both dicts are only touched on the server's loop.
+_target_locks: dict[str, asyncio.Lock] = {}
+_target_waiting: dict[str, int] = {}
 
 
 def remember_server_loop(loop: asyncio.AbstractEventLoop) -> None:
@@ -39,18 +43,33 @@ def _send_now(target: str, event: dict, *, to_group: bool) -> None:
     if layer is None:
         return
     send = layer.group_send if to_group else layer.send
+    loop = _server_loop
+    if loop is not None and loop.is_running() and not _on_loop(loop):
+        # From a worker thread of the server: hand the send to the server's loop and
+        # go on at once; the database thread never waits on Redis.
+        asyncio.run_coroutine_threadsafe(_send_in_order(send, target, event), loop)
+        return
     try:
-        loop = _server_loop
-        if loop is not None and loop.is_running() and not _on_loop(loop):
-            # From a worker thread of the server: hand the send to the server's loop,
-            # and never wait for ever (a loop shutting down would never answer).
-            future = asyncio.run_coroutine_threadsafe(send(target, event), loop)
-            future.result(timeout=SEND_TIMEOUT_SECONDS)
-        else:
-            async_to_sync(send)(target, event)
+        async_to_sync(send)(target, event)
     except Exception:
         # Never the event itself: it may carry what someone said.
-        logger.exception("room broadcast failed: %s to %s", event.get("type"), target)
+        logger.exception(BROADCAST_FAILED, event.get("type"), target)
+
+
+async def _send_in_order(send, target: str, event: dict) -> None:
+    lock = _target_locks.setdefault(target, asyncio.Lock())
+    _target_waiting[target] = _target_waiting.get(target, 0) + 1
+    try:
+        async with lock:
+            await send(target, event)
+    except Exception:
+        # Never the event itself: it may carry what someone said.
+        logger.exception(BROADCAST_FAILED, event.get("type"), target)
+    finally:
+        _target_waiting[target] -= 1
+        if not _target_waiting[target]:
+            del _target_waiting[target]
+            del _target_locks[target]
 
 
 def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
