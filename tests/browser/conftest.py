@@ -16,11 +16,20 @@ from email.message import Message
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
+from django.conf import settings
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    Page,
+    Playwright,
+    expect,
+    sync_playwright,
+)
 
 from circles.models import CommunityGuidelines
 from circles.selectors import guidelines_current
 from tests.live_server import PROJECT_ROOT, LiveServer, start_daphne
+from tests.room_client import session_key_for
 
 # Playwright's sync API runs its own asyncio event loop in the test's thread (it
 # drives the browser from a greenlet). Django's ORM sees a running event loop in
@@ -49,6 +58,7 @@ ARTIFACTS = PROJECT_ROOT / "test-artifacts" / "browser"
 # Playwright's default is 30 s; a page here answers in well under a second, so
 # 15 s is a generous margin for a busy CI machine and still fails in good time.
 TIMEOUT_MS = 15_000
+ROOM_CONNECTED = "You're in the room."
 expect.set_options(timeout=TIMEOUT_MS)
 MAIL_SEPARATOR = b"\n" + b"-" * 79 + b"\n"
 _live_servers = pytest.StashKey[list]()
@@ -234,3 +244,21 @@ class Mailbox:
 @pytest.fixture
 def mailbox(mail_dir: Path) -> Mailbox:
     return Mailbox(mail_dir)
+
+
+def open_room_page(
+    browser: Browser, *, site: str, user, url: str, viewport: dict, dialogs: list[str]
+) -> tuple[BrowserContext, Page]:
+    """A fresh context signed in as this user (a session made through Django's session
+    engine, set as the cookie), on `url`, once the room says it is connected. Any
+    dialog at all is recorded: one would be markup run as script."""
+    context = browser.new_context(locale="en-GB", viewport=viewport)
+    context.set_default_timeout(TIMEOUT_MS)
+    context.add_cookies(
+        [{"name": settings.SESSION_COOKIE_NAME, "value": session_key_for(user), "url": site}]
+    )
+    page = context.new_page()
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.goto(url)
+    expect(page.locator("#room-status")).to_have_text(ROOM_CONNECTED)
+    return context, page

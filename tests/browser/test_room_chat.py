@@ -14,19 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.db import connection
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from circles.models import CircleFloorSettings
 from circles.services.sessions import session_open
-from tests.browser.conftest import TIMEOUT_MS, _call_failed
+from tests.browser.conftest import ROOM_CONNECTED, _call_failed, open_room_page
 from tests.live_server import LiveServer
-from tests.room_client import session_key_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-CONNECTED = "You're in the room."
 OFFLINE = "You're offline. We'll reconnect when you're back."
 XSS_PAYLOADS = [
     "<img src=x onerror=alert(1)>",
@@ -55,23 +52,15 @@ class Room:
 
     def page_for(self, user, *, viewport: dict | None = None) -> Page:
         """A fresh context signed in as this user, on the room page, connected."""
-        context = self.browser.new_context(locale="en-GB", viewport=viewport or DESKTOP)
-        context.set_default_timeout(TIMEOUT_MS)
-        context.add_cookies(
-            [
-                {
-                    "name": settings.SESSION_COOKIE_NAME,
-                    "value": session_key_for(user),
-                    "url": self.site,
-                }
-            ]
+        context, page = open_room_page(
+            self.browser,
+            site=self.site,
+            user=user,
+            url=self.url,
+            viewport=viewport or DESKTOP,
+            dialogs=self.dialogs,
         )
         self.contexts.append((user.display_name, context))
-        page = context.new_page()
-        # Any dialog at all (alert, confirm) would be markup run as script.
-        page.on("dialog", lambda dialog: (self.dialogs.append(dialog.message), dialog.dismiss()))
-        page.goto(self.url)
-        expect(page.locator("#room-status")).to_have_text(CONNECTED)
         return page
 
 
@@ -207,7 +196,7 @@ def test_member_offline_catches_up_exactly_once_in_order(room: Room):
         expect(log(birch_page).get_by_text(text)).to_have_count(0)
 
     birch_page.context.set_offline(False)
-    expect(birch_page.locator("#room-status")).to_have_text(CONNECTED)
+    expect(birch_page.locator("#room-status")).to_have_text(ROOM_CONNECTED)
     expect(log(birch_page).get_by_text(missed[-1], exact=True)).to_have_count(1)
     # And a little later still exactly once (a resume and a hello must not double up).
     birch_page.wait_for_timeout(1500)
@@ -295,7 +284,7 @@ def test_stored_markup_shows_as_text_live_and_in_history(room: Room):
     # From history: a reload builds the list from hello's history.
     for page in (ash_page, birch_page):
         page.reload()
-        expect(page.locator("#room-status")).to_have_text(CONNECTED)
+        expect(page.locator("#room-status")).to_have_text(ROOM_CONNECTED)
         assert_markup_is_text(page, room)
     # A newcomer's page, too.
     third = room.page_for(room.moderator)

@@ -16,19 +16,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.db import connection
 from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
 
 from circles.models import CircleFloorSettings, Session, SessionStatus
 from circles.services.sessions import session_open
-from tests.browser.conftest import TIMEOUT_MS, _call_failed
+from tests.browser.conftest import _call_failed, open_room_page
 from tests.live_server import LiveServer
-from tests.room_client import session_key_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-CONNECTED = "You're in the room."
 ROUND = "How the floor works: Round with a talking piece"
 QUEUE = "How the floor works: Raised hands"
 OPEN = "How the floor works: Open floor"
@@ -49,22 +46,15 @@ class Circle:
         self.shots = 0
 
     def join(self, user, url: str) -> Page:
-        context = self.browser.new_context(locale="en-GB", viewport={"width": 1280, "height": 800})
-        context.set_default_timeout(TIMEOUT_MS)
-        context.add_cookies(
-            [
-                {
-                    "name": settings.SESSION_COOKIE_NAME,
-                    "value": session_key_for(user),
-                    "url": self.site,
-                }
-            ]
+        context, page = open_room_page(
+            self.browser,
+            site=self.site,
+            user=user,
+            url=url,
+            viewport={"width": 1280, "height": 800},
+            dialogs=self.dialogs,
         )
         self.contexts.append((user.display_name, context))
-        page = context.new_page()
-        page.on("dialog", lambda dialog: (self.dialogs.append(dialog.message), dialog.dismiss()))
-        page.goto(url)
-        expect(page.locator("#room-status")).to_have_text(CONNECTED)
         self.pages[user.display_name] = page
         return page
 

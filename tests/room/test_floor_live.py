@@ -20,14 +20,12 @@ import threading
 import time
 import uuid
 from collections import Counter, deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import pytest
 import websockets
 from asgiref.sync import sync_to_async
-from django.conf import settings
 from django.db import connection, transaction
 
 from circles import policy
@@ -36,15 +34,13 @@ from circles.floor_replay import LogEntry, replay_floor_log
 from circles.models import (
     Circle,
     CircleFloorSettings,
-    CommunityGuidelines,
     FloorLogEntry,
     Message,
     MessageKind,
     RoomConnection,
 )
-from circles.selectors import guidelines_current
 from circles.services.sessions import session_open
-from tests.live_server import LiveServer, start_daphne
+from tests.live_server import LiveServer
 from tests.room_client import RoomClient, session_key_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -53,28 +49,6 @@ PROMPT = 5.0  # target 2 s; allowed 5 s on a loaded CI machine
 TURN_SECONDS = 3  # below the form's minimum of 30: written straight to the row
 SAY_BUDGET = 18  # say frames per member in any 31 s (the server allows 20 per 30 s window)
 OTHER_BUDGET = 55  # other frames per member in any 31 s (the server allows 60)
-
-
-@pytest.fixture(autouse=True)
-def _guidelines(transactional_db):
-    """A transactional test empties every table when it ends: publish them again."""
-    return guidelines_current() or CommunityGuidelines.objects.create(
-        text="## Guidelines\n\nBe kind.", summary_of_changes="First version."
-    )
-
-
-@pytest.fixture
-def two_servers(transactional_db, tmp_path):
-    """Two daphne processes on the test database and the run's Redis, each sweeping
-    every second. Stopped before the tables are emptied."""
-    if not settings.REDIS_URL:
-        pytest.fail("This test needs Redis between processes: set REDIS_URL (marker: redis).")
-    with ThreadPoolExecutor(2) as pool:
-        futures = [pool.submit(start_daphne, tmp_path, name=name) for name in ("a", "b")]
-        servers = [future.result() for future in futures]
-    yield servers
-    for server in servers:
-        server.stop()
 
 
 # Helpers ----------------------------------------------------------------------------------

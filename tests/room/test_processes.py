@@ -9,46 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import pytest
 import websockets
 from asgiref.sync import sync_to_async
-from django.conf import settings
 
-from circles.models import Circle, CommunityGuidelines, Message, RoomConnection
-from circles.selectors import guidelines_current
+from circles.models import Circle, Message, RoomConnection
 from circles.services.sessions import session_open
-from tests.live_server import LiveServer, start_daphne
+from tests.live_server import LiveServer
 from tests.room_client import RoomClient, session_key_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
 
 MEMBERS = 6
 MESSAGES_EACH = 10  # 60 in all; the say limit is 20 per 30 s per member
-
-
-@pytest.fixture(autouse=True)
-def _guidelines(transactional_db):
-    """A transactional test empties every table when it ends: publish them again."""
-    return guidelines_current() or CommunityGuidelines.objects.create(
-        text="## Guidelines\n\nBe kind.", summary_of_changes="First version."
-    )
-
-
-@pytest.fixture
-def two_servers(transactional_db, tmp_path):
-    """Two daphne processes on the test database and the run's Redis. Stopped before
-    the tables are emptied (this fixture depends on transactional_db)."""
-    if not settings.REDIS_URL:
-        pytest.fail("This test needs Redis between processes: set REDIS_URL (marker: redis).")
-    with ThreadPoolExecutor(2) as pool:
-        futures = [pool.submit(start_daphne, tmp_path, name=name) for name in ("a", "b")]
-        servers = [future.result() for future in futures]
-    yield servers
-    for server in servers:
-        server.stop()
 
 
 @dataclass
