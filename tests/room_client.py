@@ -89,12 +89,16 @@ class RoomClient:
                 return frame
 
     async def closed_with(self, timeout: float = RECEIVE_TIMEOUT) -> int | None:
-        """Read until the server closes; return its close code."""
-        try:
-            while True:
-                await self.next_frame(timeout)
-        except websockets.ConnectionClosed as closed:
-            return closed.rcvd.code if closed.rcvd else None
+        """Read until the server closes, within `timeout` in all; return its close code."""
+
+        async def read_until_closed() -> int | None:
+            try:
+                while True:
+                    await self.next_frame(timeout)
+            except websockets.ConnectionClosed as closed:
+                return closed.rcvd.code if closed.rcvd else None
+
+        return await asyncio.wait_for(read_until_closed(), timeout)
 
     def messages(self) -> list[dict]:
         return [frame for frame in self.frames if frame.get("type") == "message"]

@@ -13,12 +13,9 @@ from __future__ import annotations
 import asyncio
 import email
 import re
-import urllib.error
 import urllib.parse
-import urllib.request
 import uuid
 from email import policy
-from http.cookiejar import CookieJar
 from pathlib import Path
 
 import pytest
@@ -34,14 +31,14 @@ from circles.models import (
 )
 from circles.selectors import guidelines_current
 from circles.services.sessions import session_open
-from tests.live_server import LiveServer, start_daphne
+from tests.http_client import Browser
+from tests.live_server import start_daphne
 from tests.room_client import RoomClient, session_key_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 PASSWORD = "Lantern-Orchard-Tide-4817"
 QUERY_VALUE = "campaign-qs-7f3k9q"
-CSRF_FIELD = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 CONFIRM_LINK = re.compile(r"https?://[^\s\"'<>]+/accounts/confirm-email/([^\s\"'<>/]+)/")
 MAIL_SEPARATOR = b"\n" + b"-" * 79 + b"\n"
 
@@ -67,50 +64,6 @@ def mailing_server(transactional_db, tmp_path: Path, mail_dir: Path):
     server = start_daphne(tmp_path, extra_env={"EMAIL_URL": f"file://{mail_dir}"}, name="logs")
     yield server
     server.stop()
-
-
-class Browser:
-    """Just enough of a browser: cookies, redirects, CSRF tokens from forms."""
-
-    def __init__(self, server: LiveServer):
-        self.server = server
-        self.jar = CookieJar()
-        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
-        self.session_keys: set[str] = set()  # every session cookie this browser was given
-
-    def cookie(self, name: str) -> str | None:
-        return next((c.value for c in self.jar if c.name == name), None)
-
-    def _note_session(self) -> None:
-        key = self.cookie(settings.SESSION_COOKIE_NAME)
-        if key:
-            self.session_keys.add(key)
-
-    def get(self, path: str) -> tuple[int, str, str]:
-        """(status, final URL, body) of a GET, following redirects."""
-        # The test server's own http:// address, never a file: or custom scheme.
-        return self._open(urllib.request.Request(self.server.url + path))  # noqa: S310
-
-    def post(self, path: str, fields: dict, *, csrf_from: str) -> tuple[int, str, str]:
-        token = CSRF_FIELD.search(csrf_from)
-        assert token, "no CSRF token in the form's page"
-        body = urllib.parse.urlencode({"csrfmiddlewaretoken": token.group(1), **fields}).encode()
-        request = urllib.request.Request(  # noqa: S310 (the test server's http:// address)
-            self.server.url + path,
-            data=body,
-            headers={"Referer": self.server.url + path},
-            method="POST",
-        )
-        return self._open(request)
-
-    def _open(self, request) -> tuple[int, str, str]:
-        try:
-            with self.opener.open(request, timeout=20) as response:
-                result = response.status, response.url, response.read().decode()
-        except urllib.error.HTTPError as error:
-            result = error.code, error.url, error.read().decode()
-        self._note_session()
-        return result
 
 
 def _mail_bodies(folder: Path) -> list[str]:
