@@ -23,6 +23,7 @@ from django.utils.translation import gettext as _
 from circles import frames, ratelimit, selectors
 from circles.groups import access_epoch_key, circle_group, user_group
 from circles.models import MessageKind
+from circles.room_hub import hub
 from circles.selectors import RoomRefusal
 from circles.services.errors import ServiceError
 from circles.services.floor import (
@@ -37,7 +38,7 @@ from circles.services.floor import (
     floor_settle,
 )
 from circles.services.messages import message_post
-from circles.services.room import room_beat, room_connect, room_disconnect
+from circles.services.room import room_connect, room_disconnect
 from circles.services.sessions import session_close, session_open
 
 logger = logging.getLogger(__name__)
@@ -79,6 +80,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
     membership = None
     hello_seq = 0
     closing = False
+    access_task: asyncio.Task | None = None
+    recheck_task: asyncio.Task | None = None
 
     # Connection ---------------------------------------------------------------
 
@@ -100,11 +103,13 @@ class RoomConsumer(AsyncWebsocketConsumer):
         # Join the groups before reading the state, so nothing falls between the two.
         await self.join_groups()
         self.access_epoch = await self.read_access_epoch()
+        self.last_full_check = time.monotonic()
         await db(room_connect)(
             circle_id=self.circle_id, user_id=user.pk, channel_name=self.channel_name
         )
         await self.send_json(await db(self.hello)())
-        self.beat_task = asyncio.create_task(self.beat_forever())
+        # Presence beats, access checks and ticks: once per process, for every socket.
+        hub.add(self)
 
     def hello(self) -> dict:
         # The seq first: history stops there, and anything newer arrives live.
@@ -143,9 +148,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     def stop_background_tasks(self) -> None:
         self.closing = True
-        for name in ("beat_task", "recheck_task"):
-            task = getattr(self, name, None)
-            if task is not None:
+        hub.remove(self)
+        for task in (self.access_task, self.recheck_task):
+            if task is not None and task is not asyncio.current_task():
                 task.cancel()
 
     async def disconnect(self, code) -> None:
@@ -196,46 +201,26 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     # The heartbeat: presence, access re-checks, ticks --------------------------
 
-    async def beat_forever(self) -> None:
-        last_beat = last_tick = last_full_check = time.monotonic()
-        while not self.closing:
-            await asyncio.sleep(_setting("ROOM_ACCESS_CHECK_SECONDS", 1.0))
-            now = time.monotonic()
-            try:
-                epoch = await self.read_access_epoch()
-                full_check_due = now - last_full_check >= _setting("ROOM_FULL_CHECK_SECONDS", 30)
-                if epoch != self.access_epoch or full_check_due:
-                    self.access_epoch = epoch
-                    last_full_check = now
-                    if not await self.still_allowed():
-                        return
-                if now - last_beat >= _setting("ROOM_BEAT_SECONDS", 5):
-                    last_beat = now
-                    await self.join_groups()
-                    beat = await db(room_beat)(
-                        channel_name=self.channel_name,
-                        circle_id=self.circle_id,
-                        user_id=self.user.pk,
-                    )
-                    if beat.replaced:
-                        await self.close_with(RoomRefusal.REPLACED)
-                        return
-                if now - last_tick >= _setting("ROOM_TICK_SECONDS", 15):
-                    last_tick = now
-                    seq, version = await db(selectors.room_tick)(circle_id=self.circle_id)
-                    await self.send_json({"type": "tick", "seq": seq, "v": version})
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                # A database or cache hiccup must not end the room; try again next beat.
-                logger.exception("room heartbeat failed")
-
     async def read_access_epoch(self):
         try:
             return await cache.aget(access_epoch_key(self.user.pk))
         except Exception:
-            logger.warning("room access epoch unreadable; checking access in full")
-            return object()  # never equal: forces a full check
+            logger.warning("room access epoch unreadable; the hub checks again")
+            return None
+
+    def start_access_check(self) -> None:
+        """Check sign-in and membership again, beside whatever this socket is doing
+        (the hub asks when the access epoch moved, or a full check is due)."""
+        if self.closing or (self.access_task is not None and not self.access_task.done()):
+            return
+        self.access_task = asyncio.create_task(self.check_access_quietly())
+
+    async def check_access_quietly(self) -> None:
+        try:
+            await self.still_allowed()
+        except Exception:
+            # The database hiccuped: the next epoch change or full check tries again.
+            logger.warning("room access check failed; trying again later")
 
     async def still_allowed(self) -> bool:
         """Re-check sign-in and membership; close with the right code if either ended."""

@@ -270,17 +270,6 @@ def circles_with_open_session() -> list[int]:
     )
 
 
-def room_tick(*, circle_id: int) -> tuple[int, int]:
-    """The circle's latest seq and its open floor's version (0 without one)."""
-    seq = circle_latest_seq(circle_id=circle_id)
-    version = (
-        FloorState.objects.filter(session__circle_id=circle_id, session__status=SessionStatus.OPEN)
-        .values_list("version", flat=True)
-        .first()
-    )
-    return seq, version or 0
-
-
 def circle_sessions_closed(*, circle_id: int, limit: int = 10) -> list[Session]:
     return list(
         Session.objects.filter(circle_id=circle_id, status=SessionStatus.CLOSED)
@@ -303,3 +292,14 @@ def floor_settings_of(*, circle) -> CircleFloorSettings:
     return CircleFloorSettings.objects.filter(circle=circle).first() or CircleFloorSettings(
         circle=circle
     )
+
+
+def room_ticks(*, circle_ids) -> dict[int, tuple[int, int]]:
+    """For each circle: its latest seq and its open floor's version (0 without one)."""
+    seqs = dict(Circle.objects.filter(pk__in=circle_ids).values_list("pk", "last_seq"))
+    versions = dict(
+        FloorState.objects.filter(
+            session__circle_id__in=circle_ids, session__status=SessionStatus.OPEN
+        ).values_list("session__circle_id", "version")
+    )
+    return {circle_id: (seqs.get(circle_id, 0), versions.get(circle_id, 0)) for circle_id in seqs}

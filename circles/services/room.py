@@ -7,7 +7,6 @@ and lapses, and the sweep (circles/sweeper.py) takes it out and tells the room.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import transaction
@@ -18,14 +17,6 @@ from circles.events import broadcast_to_circle, notify_access_changed, notify_re
 from circles.models import RoomConnection
 
 MAX_CONNECTIONS_PER_MEMBER = 5
-
-
-@dataclass(frozen=True)
-class Beat:
-    """What a consumer learns from its heartbeat."""
-
-    replaced: bool
-    missing: bool
 
 
 def broadcast_presence(circle_id: int, now: datetime) -> None:
@@ -72,19 +63,23 @@ def room_disconnect(*, channel_name: str) -> None:
     broadcast_presence(row.circle_id, timezone.now())
 
 
-def room_beat(*, channel_name: str, circle_id: int, user_id: int) -> Beat:
-    """Keep this connection alive; say if it was replaced or swept meanwhile."""
-    now = timezone.now()
-    updated = RoomConnection.objects.filter(channel_name=channel_name, replaced=False).update(
-        seen_at=now
+def room_beat_many(*, connections: dict[str, tuple[int, int]]) -> set[str]:
+    """Keep every connection of one process alive in one UPDATE. Returns the channel
+    names that were replaced (their sockets close with 4409); any swept while the
+    process was stalled are registered again so presence is right."""
+    names = set(connections)
+    RoomConnection.objects.filter(channel_name__in=names, replaced=False).update(
+        seen_at=timezone.now()
     )
-    if updated:
-        return Beat(replaced=False, missing=False)
-    if RoomConnection.objects.filter(channel_name=channel_name, replaced=True).exists():
-        return Beat(replaced=True, missing=False)
-    # Swept while this process was stalled: register again so presence is right.
-    room_connect(circle_id=circle_id, user_id=user_id, channel_name=channel_name)
-    return Beat(replaced=False, missing=True)
+    stored = dict(
+        RoomConnection.objects.filter(channel_name__in=names).values_list(
+            "channel_name", "replaced"
+        )
+    )
+    for name in names - set(stored):
+        circle_id, user_id = connections[name]
+        room_connect(circle_id=circle_id, user_id=user_id, channel_name=name)
+    return {name for name, replaced in stored.items() if replaced}
 
 
 @transaction.atomic

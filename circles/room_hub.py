@@ -1,0 +1,118 @@
+"""One heartbeat per process for all of its room sockets.
+
+Each socket used to run its own loop: a cache read every second, a heartbeat
+UPDATE every five, a tick query every fifteen, all queued on the process's one
+database thread (2,000 sockets: 2,000 cache reads a second before anyone spoke).
+The hub does each of those once per process, for every socket it holds, and
+hands each socket what concerns it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.core.cache import cache
+
+from circles import selectors
+from circles.groups import access_epoch_key
+from circles.selectors import RoomRefusal
+from circles.services.room import room_beat_many
+
+logger = logging.getLogger(__name__)
+db = database_sync_to_async
+
+
+def _setting(name: str, default: float) -> float:
+    return getattr(settings, name, default)
+
+
+class RoomHub:
+    def __init__(self) -> None:
+        self.sockets: dict[str, object] = {}  # channel name -> RoomConsumer
+        self.task: asyncio.Task | None = None
+
+    def add(self, consumer) -> None:
+        self.sockets[consumer.channel_name] = consumer
+        loop = asyncio.get_running_loop()
+        if self.task is None or self.task.done() or self.task.get_loop() is not loop:
+            self.task = loop.create_task(self.run())
+
+    def remove(self, consumer) -> None:
+        self.sockets.pop(getattr(consumer, "channel_name", None), None)
+
+    def live(self) -> list:
+        return [socket for socket in self.sockets.values() if not socket.closing]
+
+    async def run(self) -> None:
+        last_beat = last_tick = time.monotonic()
+        while True:
+            await asyncio.sleep(_setting("ROOM_ACCESS_CHECK_SECONDS", 1.0))
+            now = time.monotonic()
+            for due, step in (
+                (True, self.check_access),
+                (now - last_beat >= _setting("ROOM_BEAT_SECONDS", 5), self.beat),
+                (now - last_tick >= _setting("ROOM_TICK_SECONDS", 15), self.tick),
+            ):
+                sockets = self.live()
+                if not due or not sockets:
+                    continue
+                try:
+                    await step(sockets)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    # A database or cache hiccup must not end the room: next time.
+                    logger.exception("room heartbeat failed: %s", step.__name__)
+            if now - last_beat >= _setting("ROOM_BEAT_SECONDS", 5):
+                last_beat = now
+            if now - last_tick >= _setting("ROOM_TICK_SECONDS", 15):
+                last_tick = now
+
+    async def check_access(self, sockets: list) -> None:
+        """One cache read for every socket's access epoch; a socket whose epoch moved,
+        or whose full check is due, checks its sign-in and membership again."""
+        now = time.monotonic()
+        keys = {access_epoch_key(socket.user.pk) for socket in sockets}
+        try:
+            epochs = await db(cache.get_many)(list(keys))
+        except Exception:
+            logger.warning("room access epochs unreadable; the full checks go on")
+            epochs = None
+        full_every = _setting("ROOM_FULL_CHECK_SECONDS", 30)
+        for socket in sockets:
+            due = now - socket.last_full_check >= full_every
+            moved = epochs is not None and epochs.get(access_epoch_key(socket.user.pk)) != (
+                socket.access_epoch
+            )
+            if due or moved:
+                if epochs is not None:
+                    socket.access_epoch = epochs.get(access_epoch_key(socket.user.pk))
+                socket.last_full_check = now
+                socket.start_access_check()
+
+    async def beat(self, sockets: list) -> None:
+        """Groups joined again (a restarted Redis forgets them), and one UPDATE keeping
+        every socket of this process present; replaced ones close with 4409."""
+        await asyncio.gather(*(socket.join_groups() for socket in sockets))
+        replaced = await db(room_beat_many)(
+            connections={
+                socket.channel_name: (socket.circle_id, socket.user.pk) for socket in sockets
+            }
+        )
+        for socket in sockets:
+            if socket.channel_name in replaced:
+                await socket.close_with(RoomRefusal.REPLACED)
+
+    async def tick(self, sockets: list) -> None:
+        """The latest seq and floor version of every circle here, in one read."""
+        ticks = await db(selectors.room_ticks)(circle_ids={socket.circle_id for socket in sockets})
+        for socket in sockets:
+            seq, version = ticks.get(socket.circle_id, (0, 0))
+            await socket.send_json({"type": "tick", "seq": seq, "v": version})
+
+
+hub = RoomHub()
