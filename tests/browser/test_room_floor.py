@@ -383,6 +383,17 @@ def test_round_then_raised_hands_then_close(
     assert session.status == SessionStatus.CLOSED
     circle_pages.shoot_page("Fern", "closed")
     circle_pages.shoot_page("Birch", "closed")
+
+    # The session's page: the closing balance as a chart (bars with names and
+    # percents in words) and the same figures in a table.
+    b_page.get_by_role("link", name="See how the voices were shared").press("Enter")
+    expect(b_page.get_by_role("heading", name="How the voices were shared")).to_be_visible()
+    expect(b_page.locator("figure.balance-chart svg rect")).to_have_count(4)
+    expect(b_page.locator("table.balance-table tbody tr")).to_have_count(4)
+    expect(b_page.locator("figure.balance-chart svg")).to_contain_text("Birch")
+    circle_pages.shots += 1
+    chart = circle_pages.artifacts / f"{circle_pages.shots:02d}-session-balance-chart-birch.png"
+    b_page.locator("figure.balance-chart").screenshot(path=str(chart))
     assert circle_pages.dialogs == []
 
 
