@@ -53,10 +53,6 @@ MAX_PAUSE_MINUTES = 120
 db = database_sync_to_async
 
 
-def _setting(name: str, default: float) -> float:
-    return getattr(settings, name, default)
-
-
 def _uuid_or_none(value) -> str | None:
     """A client_id echoed as `ref` only if it is one: never arbitrary text."""
     try:
@@ -472,7 +468,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             self.recheck_task = asyncio.create_task(self.check_again_soon())
 
     async def check_again_soon(self) -> None:
-        await asyncio.sleep(_setting("ROOM_RECHECK_SECONDS", 2.0))
+        await asyncio.sleep(getattr(settings, "ROOM_RECHECK_SECONDS", 2.0))
         if self.membership is not None and not self.closing:
             await self.still_allowed()
 

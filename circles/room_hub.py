@@ -52,11 +52,10 @@ class RoomHub:
         while True:
             await asyncio.sleep(_setting("ROOM_ACCESS_CHECK_SECONDS", 1.0))
             now = time.monotonic()
-            for due, step in (
-                (True, self.check_access),
-                (now - last_beat >= _setting("ROOM_BEAT_SECONDS", 5), self.beat),
-                (now - last_tick >= _setting("ROOM_TICK_SECONDS", 15), self.tick),
-            ):
+            beat_due = now - last_beat >= _setting("ROOM_BEAT_SECONDS", 5)
+            tick_due = now - last_tick >= _setting("ROOM_TICK_SECONDS", 15)
+            steps = ((True, self.check_access), (beat_due, self.beat), (tick_due, self.tick))
+            for due, step in steps:
                 sockets = self.live()
                 if not due or not sockets:
                     continue
@@ -67,9 +66,9 @@ class RoomHub:
                 except Exception:
                     # A database or cache hiccup must not end the room: next time.
                     logger.exception("room heartbeat failed: %s", step.__name__)
-            if now - last_beat >= _setting("ROOM_BEAT_SECONDS", 5):
+            if beat_due:
                 last_beat = now
-            if now - last_tick >= _setting("ROOM_TICK_SECONDS", 15):
+            if tick_due:
                 last_tick = now
 
     async def check_access(self, sockets: list) -> None:

@@ -93,12 +93,6 @@ def circle_pending_requests(*, circle: Circle) -> QuerySet[Membership]:
     )
 
 
-def circle_moderator_count(*, circle: Circle) -> int:
-    return Membership.objects.filter(
-        circle=circle, status=MembershipStatus.ACTIVE, role=Role.MODERATOR
-    ).count()
-
-
 def memberships_of_user(*, user) -> QuerySet[Membership]:
     return (
         Membership.objects.filter(

@@ -145,14 +145,21 @@ def circle_leave(request: HttpRequest, slug: str) -> HttpResponse:
     return redirect(circle)
 
 
+def _active_member_or_403(request: HttpRequest, circle) -> Membership | HttpResponse:
+    membership = selectors.membership_of(circle=circle, user=request.user)
+    if membership is None or not membership.is_active:
+        return render(request, "circles/members_only.html", {"circle": circle}, status=403)
+    return membership
+
+
 @guidelines_required
 @require_GET
 def circle_room(request: HttpRequest, slug: str) -> HttpResponse:
     """The live room's page; the room itself speaks over the websocket (room.js)."""
     circle = _circle_or_404(slug)
-    membership = selectors.membership_of(circle=circle, user=request.user)
-    if membership is None or not membership.is_active:
-        return render(request, "circles/members_only.html", {"circle": circle}, status=403)
+    membership = _active_member_or_403(request, circle)
+    if isinstance(membership, HttpResponse):
+        return membership
     return render(request, "circles/room.html", {"circle": circle, "membership": membership})
 
 
@@ -202,13 +209,6 @@ def circle_floor_settings(request: HttpRequest, slug: str) -> HttpResponse:
             messages.success(request, _("Saved. The next session opens with these."))
             return redirect("circles:floor_settings", slug=circle.slug)
     return render(request, "circles/floor_settings.html", {"circle": circle, "form": form})
-
-
-def _active_member_or_403(request: HttpRequest, circle) -> Membership | HttpResponse:
-    membership = selectors.membership_of(circle=circle, user=request.user)
-    if membership is None or not membership.is_active:
-        return render(request, "circles/members_only.html", {"circle": circle}, status=403)
-    return membership
 
 
 @guidelines_required
@@ -268,9 +268,9 @@ def balance_chart(voices) -> dict:
 @require_GET
 def circle_members(request: HttpRequest, slug: str) -> HttpResponse:
     circle = _circle_or_404(slug)
-    membership = selectors.membership_of(circle=circle, user=request.user)
-    if membership is None or not membership.is_active:
-        return render(request, "circles/members_only.html", {"circle": circle}, status=403)
+    membership = _active_member_or_403(request, circle)
+    if isinstance(membership, HttpResponse):
+        return membership
     return render(
         request,
         "circles/members.html",
