@@ -435,3 +435,12 @@ def floor_sweep() -> int:
         if floor_settle(circle_id=circle_id, skip_locked=True) is not None:
             settled += 1
     return settled
+
+
+def floor_current(*, circle_id: int) -> policy.Floor | None:
+    row = FloorState.objects.filter(
+        session__circle_id=circle_id, session__status=SessionStatus.OPEN
+    ).first()
+    if row is None:
+        return None
+    return floor_from_row(row, list(FloorHand.objects.filter(floor=row)))
