@@ -681,7 +681,7 @@ def main(argv: list[str] | None = None) -> None:
         children.stop_all()
         write_report_once()
     progress.say(
-        f"wrote {args.report.relative_to(PROJECT_ROOT)} in {time.monotonic() - started:.0f} s"
+        f"wrote {os.path.relpath(args.report, PROJECT_ROOT)} in {time.monotonic() - started:.0f} s"
     )
 
 

@@ -13,6 +13,7 @@ import logging
 import time
 import uuid
 
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -21,6 +22,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from circles import frames, ratelimit, selectors
+from circles.floor_codec import floor_from_row
 from circles.groups import access_epoch_key, circle_group, user_group
 from circles.models import MessageKind
 from circles.room_hub import hub
@@ -35,7 +37,6 @@ from circles.services.floor import (
     floor_people,
     floor_raise_hand,
     floor_set_mode,
-    floor_settle,
 )
 from circles.services.messages import message_post
 from circles.services.room import room_connect, room_disconnect
@@ -59,6 +60,37 @@ def _uuid_or_none(value) -> str | None:
         return str(uuid.UUID(value)) if isinstance(value, str) else None
     except ValueError:
         return None
+
+
+def hello_frame(*, membership, user) -> dict:
+    """The room as this member finds it on arrival. Four queries (five when a name on
+    the floor isn't remembered), whatever the history: read only, no lock; the sweep
+    settles the floor within a second of the arrival."""
+    circle_id = membership.circle_id
+    # The seq first: history stops there, and anything newer arrives live.
+    seq = selectors.circle_latest_seq(circle_id=circle_id)
+    session, floor_row = selectors.open_session_and_floor(circle_id=circle_id)
+    history = selectors.room_history(membership=membership, up_to=seq)
+    floor = floor_from_row(floor_row) if floor_row is not None else None
+    role = membership.role
+    if session is not None and session.facilitator_id == user.pk:
+        role = "facilitator"
+    hands = {hand.member_id for hand in floor.hands} if floor is not None else set()
+    return {
+        "type": "hello",
+        "protocol": frames.PROTOCOL_VERSION,
+        "you": {"member_id": user.pk, "name": user.display_name, "role": role},
+        "circle": {"id": circle_id, "name": membership.circle.name},
+        "session": frames.session_frame(session),
+        "floor": frames.floor_frame(floor, selectors.display_names(ids=floor_people(floor)))
+        if floor is not None
+        else frames.open_floor_frame(),
+        "presence": frames.presence_frame(
+            selectors.room_presence(circle_id=circle_id, now=timezone.now(), hands=hands)
+        ),
+        "history": [frames.message_frame(message) for message in history],
+        "seq": seq,
+    }
 
 
 class FrameError(Exception):
@@ -86,15 +118,13 @@ class RoomConsumer(AsyncWebsocketConsumer):
         await self.accept()
         user = self.scope["user"]
         self.circle_id = int(self.scope["url_route"]["kwargs"]["circle_id"])
-        refusal = await db(selectors.room_refusal)(circle_id=self.circle_id, user=user)
-        if refusal is not None:
-            await self.close_with(refusal)
+        entry = await db(selectors.room_entry)(circle_id=self.circle_id, user=user)
+        if entry.refusal is not None:
+            await self.close_with(entry.refusal)
             return
         self.user = user
         self.session_key = self.scope["session"].session_key
-        self.membership = await db(selectors.room_membership)(
-            circle_id=self.circle_id, user_id=user.pk
-        )
+        self.membership = entry.membership
         self.access_version = self.membership.circle.access_version
         # Join the groups before reading the state, so nothing falls between the two.
         await self.join_groups()
@@ -103,35 +133,11 @@ class RoomConsumer(AsyncWebsocketConsumer):
         await db(room_connect)(
             circle_id=self.circle_id, user_id=user.pk, channel_name=self.channel_name
         )
-        await self.send_json(await db(self.hello)())
+        hello = await db(hello_frame)(membership=self.membership, user=user)
+        self.hello_seq = hello["seq"]
+        await self.send_json(hello)
         # Presence beats, access checks and ticks: once per process, for every socket.
         hub.add(self)
-
-    def hello(self) -> dict:
-        # The seq first: history stops there, and anything newer arrives live.
-        self.hello_seq = selectors.circle_latest_seq(circle_id=self.circle_id)
-        session = selectors.session_open_for(circle_id=self.circle_id)
-        history = selectors.room_history(membership=self.membership, up_to=self.hello_seq)
-        # Lazy check: the floor is settled (time, presence) before it is shown.
-        floor = floor_settle(circle_id=self.circle_id) if session is not None else None
-        role = self.membership.role
-        if session is not None and session.facilitator_id == self.user.pk:
-            role = "facilitator"
-        return {
-            "type": "hello",
-            "protocol": frames.PROTOCOL_VERSION,
-            "you": {"member_id": self.user.pk, "name": self.user.display_name, "role": role},
-            "circle": {"id": self.circle_id, "name": self.membership.circle.name},
-            "session": frames.session_frame(session),
-            "floor": frames.floor_frame(floor, selectors.display_names(ids=floor_people(floor)))
-            if floor is not None
-            else frames.open_floor_frame(),
-            "presence": frames.presence_frame(
-                selectors.room_presence(circle_id=self.circle_id, now=timezone.now())
-            ),
-            "history": [frames.message_frame(message) for message in history],
-            "seq": self.hello_seq,
-        }
 
     async def __call__(self, scope, receive, send):
         # However this consumer ends (a normal disconnect, a crash, or daphne killing
@@ -252,22 +258,28 @@ class RoomConsumer(AsyncWebsocketConsumer):
             if handler is None:
                 raise FrameError("unknown_type", _("This room doesn't know that kind of frame."))
             limit = SAY_LIMIT if kind == "say" else OTHER_LIMIT
-            verdict = await db(ratelimit.hit)(limit, self.user.pk)
+            # In the cache, not the database: off the database thread.
+            verdict = await sync_to_async(ratelimit.hit, thread_sensitive=False)(
+                limit, self.user.pk
+            )
             if not verdict.allowed:
                 raise FrameError(
                     "rate_limited",
                     _("You're sending a lot very fast. Please wait a moment."),
                     retry_after=verdict.retry_after,
                 )
-            # Membership is checked again on every frame, not only at connect.
-            if not await self.membership_still_active():
-                return
+            # Membership is checked again for every frame, inside the service that
+            # acts on it (under the circle's lock, in the same query); `resume`,
+            # which only reads, checks here.
             await handler(self, frame)
         except FrameError as error:
             await self.send_json(
                 frames.error_frame(error.code, error.detail, retry_after=error.retry_after, ref=ref)
             )
         except ServiceError as error:
+            # Refused as not (or no longer) a member: if so, the room closes (4403).
+            if error.code == "forbidden" and not await self.membership_still_active():
+                return
             await self.send_json(
                 frames.error_frame(
                     error.code, error.message, retry_after=error.retry_after, ref=ref
@@ -317,6 +329,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         after = frame.get("after")
         if isinstance(after, bool) or not isinstance(after, int) or after < 0:
             raise FrameError("invalid", _("resume needs after: the last seq you hold."))
+        if not await self.membership_still_active():
+            return
         messages, more = await db(selectors.messages_after)(membership=self.membership, after=after)
         for message in messages:
             await self.send_json(frames.message_frame(message))

@@ -2,7 +2,7 @@
 
 `floor_to_json` / `floor_from_json` are exact inverses (the floor log stores the
 JSON of every state, and the race test replays it). `floor_from_row` and
-`floor_onto_row` map the FloorState row, its tallies and its FloorHand rows.
+`floor_onto_row` map the FloorState row (its columns, tallies and hands).
 """
 
 from __future__ import annotations
@@ -158,8 +158,8 @@ def floor_from_json(data: dict) -> Floor:
     )
 
 
-def floor_from_row(row, hands) -> Floor:
-    """The policy's Floor from a FloorState row and its FloorHand rows (raise order)."""
+def floor_from_row(row) -> Floor:
+    """The policy's Floor from a FloorState row."""
     return floor_from_json(
         {
             "version": row.version,
@@ -179,18 +179,15 @@ def floor_from_row(row, hands) -> Floor:
                 "phase": row.round_phase,
                 "passed": row.round_passed,
             },
-            "hands": [
-                {"member_id": h.member_id, "raised_at": _time(h.raised_at), "behind": h.behind}
-                for h in sorted(hands, key=lambda h: (h.raised_at, h.pk or 0))
-            ],
+            "hands": row.hands,
             "tallies": row.tallies,
             "settings": row.settings,
         }
     )
 
 
-def floor_onto_row(floor: Floor, row) -> list[dict]:
-    """Set the row's columns from the floor; return the hands to store."""
+def floor_onto_row(floor: Floor, row) -> None:
+    """Set the row's columns from the floor."""
     data = floor_to_json(floor)
     row.version = floor.version
     row.mode = floor.mode.value
@@ -206,6 +203,6 @@ def floor_onto_row(floor: Floor, row) -> list[dict]:
     row.round_position = current.position if current else None
     row.round_phase = current.phase.value if current else ""
     row.round_passed = list(current.passed) if current else []
+    row.hands = data["hands"]
     row.tallies = data["tallies"]
     row.settings = data["settings"]
-    return data["hands"]

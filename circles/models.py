@@ -5,7 +5,7 @@ import secrets
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import slugify
@@ -390,10 +390,12 @@ class CircleFloorSettings(models.Model):
 
 
 class FloorState(models.Model):
-    """The floor of one session: who may speak, in one row, changed only under its lock.
+    """The floor of one session: who may speak, in one row, changed only under the
+    circle's row lock (every writer takes that lock first).
 
-    The tallies (turns taken, floor time, recent shares …) live in `tallies`; the
-    raised hands in FloorHand rows; every transition in FloorLogEntry.
+    The tallies (turns taken, floor time, recent shares …) live in `tallies`, the
+    raised hands in `hands` (raise order), every transition in FloorLogEntry: one
+    row read and one row written per transition.
     """
 
     session = models.OneToOneField(
@@ -418,27 +420,38 @@ class FloorState(models.Model):
     round_position = models.PositiveSmallIntegerField(null=True, blank=True)
     round_phase = models.CharField(max_length=8, blank=True)
     round_passed = models.JSONField(default=list, blank=True)
+    hands = models.JSONField(default=list, blank=True)
     tallies = models.JSONField(default=dict, blank=True)
     settings = models.JSONField(default=dict, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # The sweep settles only the floors that need it: when time alone next moves
+    # this floor (a turn or pause ending, a turn warning, a gone speaker's grace) ...
+    due_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # ... or when presence changed since the last settle: every change bumps
+    # `presence_serial` (without the circle's lock), every settle records the
+    # serial it saw in `settled_serial`. Two columns, so neither write loses the other.
+    presence_serial = models.PositiveBigIntegerField(default=0)
+    settled_serial = models.PositiveBigIntegerField(default=0)
+    # The version of the last `floor` frame broadcast: a transition that changes
+    # nothing people see (a share's tallies) is not broadcast, and `tick` reports
+    # this version so clients never think they missed one.
+    shown_version = models.PositiveBigIntegerField(default=0)
 
-    def __str__(self) -> str:
-        return f"floor of session {self.session_id} (v{self.version})"
-
-
-class FloorHand(models.Model):
-    floor = models.ForeignKey(FloorState, on_delete=models.CASCADE, related_name="hands")
-    member = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
-    raised_at = models.DateTimeField()
-    behind = models.JSONField(default=list, blank=True)
+    # Written by `presence_serial` bumps only; never by a transition's save.
+    NOT_SAVED_BY_TRANSITIONS = frozenset({"session", "presence_serial"})
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["floor", "member"], name="circles_one_hand_each"),
+        indexes = [
+            # The sweep's second question, answered without reading settled floors.
+            models.Index(
+                fields=["session"],
+                condition=Q(presence_serial__gt=F("settled_serial")),
+                name="circles_floor_presence_moved",
+            ),
         ]
 
     def __str__(self) -> str:
-        return f"hand of {self.member_id}"
+        return f"floor of session {self.session_id} (v{self.version})"
 
 
 class FloorLogEntry(models.Model):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from datetime import timedelta
 from importlib import import_module
 
 from django.conf import settings
 from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
-from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
 from django.utils.crypto import constant_time_compare
 
 from circles.models import (
@@ -15,7 +17,6 @@ from circles.models import (
     CircleFloorSettings,
     CommunityGuidelines,
     CrisisResource,
-    FloorHand,
     FloorState,
     GuidelinesAcceptance,
     Membership,
@@ -134,17 +135,45 @@ def room_membership(*, circle_id: int, user_id: int) -> Membership | None:
     )
 
 
-def room_refusal(*, circle_id: int, user) -> int | None:
-    """Why this person may not enter the room, as a close code, or None."""
+@dataclass(frozen=True)
+class RoomEntry:
+    """The membership that lets someone into the room, or why they may not enter."""
+
+    membership: Membership | None
+    refusal: int | None
+
+
+def room_entry(*, circle_id: int, user) -> RoomEntry:
+    """Who may enter the room: one query for a member (their membership with its
+    circle, and whether they accepted the newest guidelines)."""
     if not user.is_authenticated:
-        return RoomRefusal.NOT_SIGNED_IN
-    if not Circle.objects.filter(pk=circle_id).exists():
-        return RoomRefusal.NO_SUCH_CIRCLE
-    if room_membership(circle_id=circle_id, user_id=user.pk) is None:
-        return RoomRefusal.NOT_A_MEMBER
-    if not guidelines_accepted(user=user):
-        return RoomRefusal.GUIDELINES
-    return None
+        return RoomEntry(None, RoomRefusal.NOT_SIGNED_IN)
+    newest = CommunityGuidelines.objects.order_by("-version").values("pk")[:1]
+    accepted = GuidelinesAcceptance.objects.filter(user_id=user.pk, guidelines=Subquery(newest))
+    membership = (
+        Membership.objects.select_related("circle", "user")
+        .filter(circle_id=circle_id, user_id=user.pk, status=MembershipStatus.ACTIVE)
+        .annotate(accepted_newest=Exists(accepted))
+        .first()
+    )
+    if membership is None:
+        known = Circle.objects.filter(pk=circle_id).exists()
+        return RoomEntry(None, RoomRefusal.NOT_A_MEMBER if known else RoomRefusal.NO_SUCH_CIRCLE)
+    if not membership.accepted_newest:
+        return RoomEntry(None, RoomRefusal.GUIDELINES)
+    return RoomEntry(membership, None)
+
+
+def open_session_and_floor(*, circle_id: int) -> tuple[Session | None, FloorState | None]:
+    """The circle's open session (with its facilitator) and its floor, in one query."""
+    session = (
+        Session.objects.select_related("facilitator", "floor")
+        .filter(circle_id=circle_id, status=SessionStatus.OPEN)
+        .first()
+    )
+    if session is None:
+        return None, None
+    return session, getattr(session, "floor", None)
 
 
 def session_open_for(*, circle_id: int) -> Session | None:
@@ -180,6 +209,10 @@ def messages_after(*, membership: Membership, after: int) -> tuple[list[Message]
     return page[:RESUME_PAGE], len(page) > RESUME_PAGE
 
 
+def message_by_id(*, pk: int) -> Message:
+    return Message.objects.select_related("author").get(pk=pk)
+
+
 def message_by_client_id(*, user_id: int, client_id) -> Message | None:
     return (
         Message.objects.select_related("author")
@@ -196,34 +229,37 @@ def circle_latest_seq(*, circle_id: int) -> int:
     return Circle.objects.filter(pk=circle_id).values_list("last_seq", flat=True).first() or 0
 
 
-def room_presence(*, circle_id: int, now) -> list[dict]:
-    """Everyone with a live connection to the room: one entry per person."""
+def room_presence(*, circle_id: int, now, hands: set[int] | None = None) -> list[dict]:
+    """Everyone with a live connection to the room: one entry per person. Two queries,
+    one when the caller knows the raised hands (from the floor it holds)."""
     since = now - timedelta(seconds=PRESENCE_LAPSE_SECONDS)
-    rows = (
+    role = Membership.objects.filter(circle_id=circle_id, user_id=OuterRef("user_id")).values(
+        "role"
+    )[:1]
+    people = list(
         RoomConnection.objects.filter(circle_id=circle_id, seen_at__gte=since, replaced=False)
-        .values_list("user_id", "user__display_name")
+        .annotate(role=Subquery(role))
+        .values_list("user_id", "user__display_name", "role")
         .distinct()
         .order_by("user__display_name", "user_id")
     )
-    people = list(rows)
-    roles = dict(
-        Membership.objects.filter(
-            circle_id=circle_id, user_id__in=[pk for pk, _name in people]
-        ).values_list("user_id", "role")
-    )
-    hands = set(
-        FloorHand.objects.filter(
-            floor__session__circle_id=circle_id, floor__session__status=SessionStatus.OPEN
-        ).values_list("member_id", flat=True)
-    )
+    if hands is None:
+        open_floor_hands = (
+            FloorState.objects.filter(
+                session__circle_id=circle_id, session__status=SessionStatus.OPEN
+            )
+            .values_list("hands", flat=True)
+            .first()
+        )
+        hands = {hand["member_id"] for hand in open_floor_hands or []}
     return [
         {
             "member_id": pk,
             "name": name,
-            "role": roles.get(pk, Role.MEMBER),
+            "role": role or Role.MEMBER,
             "hand_raised": pk in hands,
         }
-        for pk, name in people
+        for pk, name, role in people
     ]
 
 
@@ -251,11 +287,32 @@ def room_present_ids(*, circle_id: int, now) -> frozenset[int]:
     )
 
 
+# Names in floor and balance frames, remembered for a short while in each process:
+# a share would otherwise read them every time. A rename shows there within a minute
+# (messages carry the author's name read with the message, at once).
+NAMES_REMEMBERED_SECONDS = 60
+_names: dict[int, tuple[str, float]] = {}
+
+
+def forget_display_names() -> None:
+    _names.clear()
+
+
 def display_names(*, ids) -> dict[int, str]:
     ids = {pk for pk in ids if pk is not None}
-    if not ids:
-        return {}
-    return dict(get_user_model().objects.filter(pk__in=ids).values_list("pk", "display_name"))
+    now = time.monotonic()
+    found = {pk: _names[pk][0] for pk in ids if pk in _names and _names[pk][1] > now}
+    missing = ids - set(found)
+    if missing:
+        read = dict(
+            get_user_model().objects.filter(pk__in=missing).values_list("pk", "display_name")
+        )
+        if len(_names) > 10_000:  # a long-running process: start again, not grow
+            _names.clear()
+        for pk, name in read.items():
+            _names[pk] = (name, now + NAMES_REMEMBERED_SECONDS)
+        found.update(read)
+    return found
 
 
 def circles_with_open_session() -> list[int]:
@@ -289,11 +346,12 @@ def floor_settings_of(*, circle) -> CircleFloorSettings:
 
 
 def room_ticks(*, circle_ids) -> dict[int, tuple[int, int]]:
-    """For each circle: its latest seq and its open floor's version (0 without one)."""
+    """For each circle: its latest seq and the version of its open floor's last
+    broadcast `floor` frame (0 without one)."""
     seqs = dict(Circle.objects.filter(pk__in=circle_ids).values_list("pk", "last_seq"))
     versions = dict(
         FloorState.objects.filter(
             session__circle_id__in=circle_ids, session__status=SessionStatus.OPEN
-        ).values_list("session__circle_id", "version")
+        ).values_list("session__circle_id", "shown_version")
     )
     return {circle_id: (seqs.get(circle_id, 0), versions.get(circle_id, 0)) for circle_id in seqs}

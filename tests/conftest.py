@@ -6,7 +6,7 @@ import pytest
 from django.core.cache import cache
 
 from circles.models import Circle, JoinPolicy, Membership, MembershipStatus, Role
-from circles.selectors import guidelines_current
+from circles.selectors import forget_display_names, guidelines_current
 from circles.services.guidelines import guidelines_accept, guidelines_publish
 
 _numbers = itertools.count(1)
@@ -14,10 +14,13 @@ _numbers = itertools.count(1)
 
 @pytest.fixture(autouse=True)
 def _fresh_cache():
-    """Rate limits and cached reads never carry over from one test to the next."""
+    """Rate limits and cached reads (the names each process remembers included) never
+    carry over from one test to the next: ids come back after a rollback on SQLite."""
     cache.clear()
+    forget_display_names()
     yield
     cache.clear()
+    forget_display_names()
 
 
 def current_guidelines():

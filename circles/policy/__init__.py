@@ -27,6 +27,7 @@ from circles.policy.floor import (
     queue_order,
     set_mode,
     settle,
+    settle_due_at,
     share,
 )
 
@@ -54,6 +55,7 @@ __all__ = [
     "queue_order",
     "set_mode",
     "settle",
+    "settle_due_at",
     "share",
     "voice_balance",
 ]

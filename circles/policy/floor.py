@@ -470,6 +470,25 @@ def settle(floor: Floor, *, now: datetime, present: Iterable[int]) -> Outcome:
     return _outcome(floor, settled, effects, ended=ended)
 
 
+def settle_due_at(floor: Floor) -> datetime | None:
+    """The first moment at which time alone changes this settled floor (a timed pause
+    lifting, a turn's warning or end, a gone speaker's grace running out), or None.
+    Until then, settling it again with the same people present changes nothing."""
+    moments = []
+    if floor.paused and floor.paused_until is not None:
+        moments.append(floor.paused_until)
+    if floor.speaker is not None:
+        if floor.turn_ends_at is not None:
+            moments.append(floor.turn_ends_at)
+            if not floor.turn_warned:
+                warning = timedelta(seconds=floor.settings.turn_warning_seconds)
+                moments.append(floor.turn_ends_at - warning)
+        if floor.speaker_absent_since is not None:
+            grace = timedelta(seconds=floor.settings.disconnect_grace_seconds)
+            moments.append(floor.speaker_absent_since + grace)
+    return min(moments, default=None)
+
+
 def share(
     floor: Floor,
     *,

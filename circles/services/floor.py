@@ -1,23 +1,25 @@
-"""The floor of a session: every transition under the circle's and the floor's locks.
+"""The floor of a session: every transition under the circle's row lock.
 
-Each transition reads the FloorState row under its lock (after the circle's row,
-always in that order, as message_post does), asks the pure policy, stores the
-new state and appends it to the floor log, bumping the version, in one
-transaction; the `floor` frame and any nudges go out after commit.
+Each transition reads the floor, its session and who is present in one query
+that locks the circle's row (every writer of a floor takes that lock first), asks
+the pure policy, stores the new state and appends it to the floor log, bumping
+the version, in one transaction; frames and nudges go out after commit.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import transaction
+from django.db.models import Exists, F, OuterRef, Q, Subquery
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from circles import frames, policy, selectors
 from circles.events import broadcast_to_circle, send_private
+from circles.expressions import IdList, ids_from
 from circles.floor_codec import (
     floor_from_row,
     floor_onto_row,
@@ -30,9 +32,12 @@ from circles.models import (
     AuditEntry,
     Circle,
     CircleFloorSettings,
-    FloorHand,
     FloorLogEntry,
     FloorState,
+    Membership,
+    MembershipStatus,
+    Message,
+    RoomConnection,
     Session,
     SessionStatus,
     SessionVoice,
@@ -43,35 +48,90 @@ from circles.services.room import broadcast_presence
 NO_OPEN_SESSION = _("There's no open session right now.")
 FACILITATOR_ONLY = _("Only the session's facilitator can do that.")
 NOT_IN_CIRCLE = _("They're not a member of this circle.")
+NOT_A_MEMBER = _("You're not a member of this circle any more.")
 NUDGE_TOO_LONG = _("A note can be up to 500 characters.")
 
 
 @dataclass(frozen=True)
 class Locked:
+    """An open floor read under its circle's row lock, with what the caller asked about."""
+
     circle: Circle
     session: Session
     row: FloorState
     floor: policy.Floor
+    present: frozenset[int]
+    is_member: bool = True
+    existing_message_id: int | None = None
 
 
-def _lock(circle_id: int, *, skip_locked: bool = False) -> Locked | None:
-    """The circle's row, then its open session's floor row, both locked."""
-    circles = Circle.objects.select_for_update(skip_locked=skip_locked).filter(pk=circle_id)
-    circle = circles.first()
-    if circle is None:
-        return None
-    session = (
-        Session.objects.filter(circle=circle, status=SessionStatus.OPEN)
-        .select_related("facilitator")
-        .first()
+def _locked_floors(
+    *,
+    now: datetime,
+    skip_locked: bool = False,
+    user_id: int | None = None,
+    client_id=None,
+    where: Q,
+    limit: int | None = None,
+) -> list[Locked]:
+    """Open floors matching `where`, each with its session and circle, the floor's and
+    the circle's rows locked, and who is present now: one query. Both rows are
+    locked, not only the circle's that orders every writer: a query that waited for
+    a lock sees the newest version of the rows it locked, but the other tables as
+    they were when it started. Asked for a member, it also says whether they are an
+    active member, and whether they already sent `client_id`."""
+    since = now - timedelta(seconds=selectors.PRESENCE_LAPSE_SECONDS)
+    circle = OuterRef("session__circle_id")
+    present = RoomConnection.objects.filter(circle_id=circle, seen_at__gte=since, replaced=False)
+    floors = (
+        FloorState.objects.select_for_update(
+            of=("self", "session__circle"), skip_locked=skip_locked
+        )
+        .select_related("session__circle", "session__facilitator")
+        .filter(where, session__status=SessionStatus.OPEN)
+        .annotate(present_ids=IdList(present.distinct(), "user_id"))
     )
-    if session is None:
-        return None
-    row = FloorState.objects.select_for_update().filter(session=session).first()
-    if row is None:
-        return None
-    floor = floor_from_row(row, list(FloorHand.objects.filter(floor=row)))
-    return Locked(circle, session, row, floor)
+    if user_id is not None:
+        floors = floors.annotate(
+            is_member=Exists(
+                Membership.objects.filter(
+                    circle_id=circle, user_id=user_id, status=MembershipStatus.ACTIVE
+                )
+            )
+        )
+    if client_id is not None:
+        sent = Message.objects.filter(author_id=user_id, client_id=client_id)
+        floors = floors.annotate(existing_message_id=Subquery(sent.values("pk")[:1]))
+    if limit is not None:
+        floors = floors[:limit]
+    return [
+        Locked(
+            circle=row.session.circle,
+            session=row.session,
+            row=row,
+            floor=floor_from_row(row),
+            present=ids_from(row.present_ids),
+            is_member=getattr(row, "is_member", True),
+            existing_message_id=getattr(row, "existing_message_id", None),
+        )
+        for row in floors
+    ]
+
+
+def _lock(circle_id: int, *, now: datetime, user_id: int | None = None, client_id=None):
+    """The circle's open floor, locked (see _locked_floors), or None without one."""
+    found = _locked_floors(
+        now=now, user_id=user_id, client_id=client_id, where=Q(session__circle_id=circle_id)
+    )
+    return found[0] if found else None
+
+
+# Written by a transition: everything but the key and the presence serial.
+TRANSITION_FIELDS = [
+    field.attname
+    for field in FloorState._meta.concrete_fields
+    if field.name not in FloorState.NOT_SAVED_BY_TRANSITIONS
+]
 
 
 def _store(
@@ -81,38 +141,50 @@ def _store(
     action: str,
     data: dict,
     now: datetime,
-    present: frozenset[int],
 ) -> None:
     """Keep the new state, log it, and tell the room (after commit). Nothing if unchanged.
 
     The log keeps the inputs (who was present, the time) with each state, so the
-    log replayed through the policy reproduces every state."""
-    if outcome.floor.version != locked.floor.version:
-        hands = floor_onto_row(outcome.floor, locked.row)
-        locked.row.save()
-        FloorHand.objects.filter(floor=locked.row).delete()
-        FloorHand.objects.bulk_create(
-            FloorHand(
-                floor=locked.row,
-                member_id=hand["member_id"],
-                raised_at=hand["raised_at"],
-                behind=hand["behind"],
-            )
-            for hand in hands
-        )
+    log replayed through the policy reproduces every state. The `floor` frame goes
+    out only when something people see changed; the facilitator's balance whenever
+    the tallies did."""
+    row, before, after = locked.row, locked.floor, outcome.floor
+    due_at = policy.settle_due_at(after)
+    if after.version != before.version:
+        floor_onto_row(after, row)
+        row.due_at = due_at
+        row.settled_serial = row.presence_serial
+        shown = _shown(after) != _shown(before)
+        if shown:
+            row.shown_version = after.version
+        row.save(update_fields=TRANSITION_FIELDS)
         FloorLogEntry.objects.create(
-            floor=locked.row,
-            version=outcome.floor.version,
+            floor=row,
+            version=after.version,
             action=action,
-            input={**data, "present": sorted(present)},
+            input={**data, "present": sorted(locked.present)},
             at=now,
-            state=floor_to_json(outcome.floor),
+            state=floor_to_json(after),
         )
-        _broadcast_floor(locked.circle, outcome.floor)
-        _send_balance(locked, outcome.floor)
-        if _hands(outcome.floor) != _hands(locked.floor):
+        if shown:
+            _broadcast_floor(locked.circle, after)
+        _send_balance(locked, after)
+        if _hands(after) != _hands(before):
             broadcast_presence(locked.circle.pk, now)
+    elif due_at != row.due_at or row.settled_serial != row.presence_serial:
+        # Settled, unchanged: only when to look again.
+        row.due_at, row.settled_serial = due_at, row.presence_serial
+        FloorState.objects.filter(pk=row.pk).update(
+            due_at=due_at, settled_serial=row.settled_serial
+        )
     _send_nudges(locked, outcome)
+
+
+def _shown(floor: policy.Floor) -> dict:
+    """What the `floor` frame shows of a floor, but its version."""
+    frame = frames.floor_frame(floor, {})
+    del frame["v"]
+    return frame
 
 
 def _broadcast_floor(circle: Circle, floor: policy.Floor) -> None:
@@ -182,24 +254,24 @@ def _refuse(refusal: policy.Refusal) -> ServiceError:
 def _act(
     circle_id: int,
     *,
+    user,
     action: str,
     data: dict,
     step: Callable[[policy.Floor, datetime, frozenset[int]], policy.Outcome],
-    facilitator_only_for=None,
+    facilitator_only: bool = False,
 ) -> tuple[Locked, policy.Outcome]:
     """One transition. A refusal is stored too (time may have moved the floor), then raised."""
     with transaction.atomic():
-        locked = _lock(circle_id)
+        now = timezone.now()
+        locked = _lock(circle_id, now=now, user_id=user.pk)
         if locked is None:
             raise ServiceError(NO_OPEN_SESSION, code="no_open_session")
-        if facilitator_only_for is not None and (
-            locked.session.facilitator_id != facilitator_only_for.pk
-        ):
+        if not locked.is_member:
+            raise ServiceError(NOT_A_MEMBER, code="forbidden")
+        if facilitator_only and locked.session.facilitator_id != user.pk:
             raise ServiceError(FACILITATOR_ONLY, code="forbidden")
-        now = timezone.now()
-        present = selectors.room_present_ids(circle_id=circle_id, now=now)
-        outcome = step(locked.floor, now, present)
-        _store(locked, outcome, action=action, data=data, now=now, present=present)
+        outcome = step(locked.floor, now, locked.present)
+        _store(locked, outcome, action=action, data=data, now=now)
     if outcome.refusal is not None:
         raise _refuse(outcome.refusal)
     return locked, outcome
@@ -226,7 +298,9 @@ def floor_open(*, circle: Circle, session: Session, now) -> FloorState:
     present = selectors.room_present_ids(circle_id=circle.pk, now=now)
     floor = policy.new_floor(settings=settings, mode=mode, now=now, present=present)
     row = FloorState(session=session)
-    floor_onto_row(floor, row)  # a new floor has no hands to store
+    floor_onto_row(floor, row)
+    row.due_at = policy.settle_due_at(floor)
+    row.shown_version = floor.version
     row.save()
     FloorLogEntry.objects.create(
         floor=row,
@@ -240,29 +314,28 @@ def floor_open(*, circle: Circle, session: Session, now) -> FloorState:
     return row
 
 
+def floor_lock_for_share(*, circle_id: int, user_id: int, client_id, now) -> Locked | None:
+    """The open floor under the circle's lock, with whether this person is a member
+    and whether they already sent this client_id: all a share needs, in one query."""
+    return _lock(circle_id, now=now, user_id=user_id, client_id=client_id)
+
+
 def floor_share_locked(
-    *, circle: Circle, session: Session, member_id: int, kind: str, characters: int
+    locked: Locked, *, member_id: int, kind: str, characters: int, now
 ) -> policy.Refusal | None:
-    """Ask the floor whether this share may be stored (the caller holds the circle's
-    lock and stores the message if the answer is None)."""
-    row = FloorState.objects.select_for_update().filter(session=session).first()
-    if row is None:
-        return None
-    floor = floor_from_row(row, list(FloorHand.objects.filter(floor=row)))
-    locked = Locked(circle, session, row, floor)
-    now = timezone.now()
-    present = selectors.room_present_ids(circle_id=circle.pk, now=now)
+    """Ask the floor whether this share may be stored (the caller holds the lock and
+    stores the message if the answer is None); the floor is stored either way."""
     outcome = policy.share(
-        floor,
+        locked.floor,
         member_id=member_id,
         kind=policy.Kind(kind),
         characters=characters,
         now=now,
-        present=present,
+        present=locked.present,
     )
     data = {"member": member_id, "kind": kind, "characters": characters}
     action = "share" if outcome.accepted else "share_refused"
-    _store(locked, outcome, action=action, data=data, now=now, present=present)
+    _store(locked, outcome, action=action, data=data, now=now)
     return outcome.refusal
 
 
@@ -271,17 +344,20 @@ def floor_refusal_error(refusal: policy.Refusal) -> ServiceError:
 
 
 def floor_close_locked(*, session: Session) -> tuple[list, float]:
-    """At close: the voice balance, stored, so retention never erases it."""
-    row = FloorState.objects.select_for_update().filter(session=session).first()
+    """At close: the voice balance, stored, so retention never erases it (the caller
+    holds the circle's lock)."""
+    row = FloorState.objects.filter(session=session).first()
     if row is None:
         return [], 0.0
-    floor = floor_from_row(row, list(FloorHand.objects.filter(floor=row)))
+    floor = floor_from_row(row)
     now = timezone.now()
     present = selectors.room_present_ids(circle_id=session.circle_id, now=now)
     settled = policy.settle(floor, now=now, present=present).floor
     # Count the speaker's time up to now.
     if settled.speaker is not None:
         settled = policy.set_mode(settled, mode=policy.Mode.OPEN, now=now, present=present).floor
+    # Nothing is due on a closed floor: the sweep never looks at it again.
+    FloorState.objects.filter(pk=row.pk).update(due_at=None)
     rows, gini = balance_of(settled)
     names = selectors.display_names(ids={r.member_id for r in rows})
     SessionVoice.objects.bulk_create(
@@ -306,6 +382,7 @@ def floor_close_locked(*, session: Session) -> tuple[list, float]:
 def floor_raise_hand(*, circle_id: int, user, raised: bool) -> policy.Floor:
     _locked, outcome = _act(
         circle_id,
+        user=user,
         action="hand",
         data={"member": user.pk, "raised": raised},
         step=lambda floor, now, present: policy.hand(
@@ -318,6 +395,7 @@ def floor_raise_hand(*, circle_id: int, user, raised: bool) -> policy.Floor:
 def floor_pass(*, circle_id: int, user) -> policy.Floor:
     _locked, outcome = _act(
         circle_id,
+        user=user,
         action="pass",
         data={"member": user.pk},
         step=lambda floor, now, present: policy.pass_turn(
@@ -331,10 +409,11 @@ def floor_next(*, circle_id: int, user) -> policy.Floor:
     with transaction.atomic():
         locked, outcome = _act(
             circle_id,
+            user=user,
             action="next",
             data={"by": user.pk},
             step=lambda floor, now, present: policy.next_turn(floor, now=now, present=present),
-            facilitator_only_for=user,
+            facilitator_only=True,
         )
         _audit(locked, actor=user, action=AuditAction.FLOOR_NEXT)
     return outcome.floor
@@ -344,12 +423,13 @@ def floor_grant(*, circle_id: int, user, member_id: int) -> policy.Floor:
     with transaction.atomic():
         locked, outcome = _act(
             circle_id,
+            user=user,
             action="grant",
             data={"by": user.pk, "member": member_id},
             step=lambda floor, now, present: policy.grant(
                 floor, member_id=member_id, now=now, present=present
             ),
-            facilitator_only_for=user,
+            facilitator_only=True,
         )
         _audit(locked, actor=user, action=AuditAction.FLOOR_GRANT, subject_id=member_id)
     return outcome.floor
@@ -367,10 +447,11 @@ def floor_set_mode(
     with transaction.atomic():
         locked, outcome = _act(
             circle_id,
+            user=user,
             action="mode",
             data={"by": user.pk, "mode": mode, "settings": settings or {}},
             step=step,
-            facilitator_only_for=user,
+            facilitator_only=True,
         )
         _audit(locked, actor=user, action=AuditAction.FLOOR_MODE, reason=mode)
     return outcome.floor
@@ -380,12 +461,13 @@ def floor_pause(*, circle_id: int, user, paused: bool, minutes: float | None) ->
     with transaction.atomic():
         locked, outcome = _act(
             circle_id,
+            user=user,
             action="pause",
             data={"by": user.pk, "paused": paused, "minutes": minutes},
             step=lambda floor, now, present: policy.pause(
                 floor, paused=paused, minutes=minutes, now=now, present=present
             ),
-            facilitator_only_for=user,
+            facilitator_only=True,
         )
         _audit(
             locked,
@@ -400,7 +482,7 @@ def floor_pause(*, circle_id: int, user, paused: bool, minutes: float | None) ->
 def floor_nudge(*, circle_id: int, user, member_id: int, text: str = "") -> None:
     """A private, gentle note to one member. The circle sees nothing; moderators
     see that a note was sent (the audit log), never its words."""
-    locked = _lock(circle_id)
+    locked = _lock(circle_id, now=timezone.now())
     if locked is None:
         raise ServiceError(NO_OPEN_SESSION, code="no_open_session")
     if locked.session.facilitator_id != user.pk:
@@ -414,33 +496,45 @@ def floor_nudge(*, circle_id: int, user, member_id: int, text: str = "") -> None
     _audit(locked, actor=user, action=AuditAction.NUDGE, subject_id=member_id)
 
 
-def floor_settle(*, circle_id: int, skip_locked: bool = False) -> policy.Floor | None:
-    """Apply what time and presence decide, now (the sweep, hello, and each act)."""
+def floor_settle(*, circle_id: int) -> policy.Floor | None:
+    """Apply what time and presence decide, now."""
     with transaction.atomic():
-        locked = _lock(circle_id, skip_locked=skip_locked)
+        now = timezone.now()
+        locked = _lock(circle_id, now=now)
         if locked is None:
             return None
-        now = timezone.now()
-        present = selectors.room_present_ids(circle_id=circle_id, now=now)
-        outcome = policy.settle(locked.floor, now=now, present=present)
-        _store(locked, outcome, action="settle", data={}, now=now, present=present)
+        outcome = policy.settle(locked.floor, now=now, present=locked.present)
+        _store(locked, outcome, action="settle", data={}, now=now)
     return outcome.floor
 
 
-def floor_sweep() -> int:
-    """Settle every open floor. Safe on many processes at once: a circle whose row
-    another process holds is skipped (SKIP LOCKED), so no floor advances twice."""
+SWEEP_BATCH = 50
+
+
+def floor_sweep(*, now: datetime | None = None) -> int:
+    """Settle the open floors that need it: those whose time has come (`due_at`) and
+    those whose room's presence changed. Safe on many processes at once: a circle
+    whose row another process holds is skipped (SKIP LOCKED), so no floor advances
+    twice; floors settled by anyone are no longer due."""
+    now = now or timezone.now()
+    needs_settling = Q(due_at__lte=now) | Q(presence_serial__gt=F("settled_serial"))
     settled = 0
-    for circle_id in selectors.circles_with_open_session():
-        if floor_settle(circle_id=circle_id, skip_locked=True) is not None:
-            settled += 1
-    return settled
+    while True:
+        with transaction.atomic():
+            batch = _locked_floors(
+                now=now, skip_locked=True, where=needs_settling, limit=SWEEP_BATCH
+            )
+            for locked in batch:
+                outcome = policy.settle(locked.floor, now=now, present=locked.present)
+                _store(locked, outcome, action="settle", data={}, now=now)
+        settled += len(batch)
+        if len(batch) < SWEEP_BATCH:
+            return settled
 
 
 def floor_current(*, circle_id: int) -> policy.Floor | None:
+    """The open floor as stored, without a lock (for showing it)."""
     row = FloorState.objects.filter(
         session__circle_id=circle_id, session__status=SessionStatus.OPEN
     ).first()
-    if row is None:
-        return None
-    return floor_from_row(row, list(FloorHand.objects.filter(floor=row)))
+    return floor_from_row(row) if row is not None else None

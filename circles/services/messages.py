@@ -5,7 +5,8 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from circles import frames, selectors
@@ -18,10 +19,13 @@ from circles.models import (
     Message,
     MessageKind,
     Session,
-    SessionStatus,
 )
 from circles.services.errors import ServiceError
-from circles.services.floor import floor_refusal_error, floor_share_locked
+from circles.services.floor import (
+    floor_lock_for_share,
+    floor_refusal_error,
+    floor_share_locked,
+)
 
 NOT_A_MEMBER = _("You're not a member of this circle any more.")
 NO_OPEN_SESSION = _("The session isn't open right now. Your words are still in the box.")
@@ -56,37 +60,63 @@ def message_post(
 ) -> Posted:
     """Store a share or a facilitation note; a resend of the same client_id stores nothing.
 
-    A share the floor refuses is not stored; the floor itself is (time may have
-    moved it), with any nudge, before the refusal is raised."""
-    existing = selectors.message_by_client_id(user_id=user.pk, client_id=client_id)
-    if existing is not None:
-        return Posted(existing, created=False)
+    Five queries for a share, whatever the circle's size or history: the floor, its
+    session, who is present, membership and an earlier copy, read in one query that
+    locks the circle's row (which orders its messages); then the seq, the message,
+    the floor and the floor's log. A share the floor refuses is not stored; the
+    floor itself is (time may have moved it), with any nudge, before the refusal."""
     text = clean_text(text)
-    with transaction.atomic():
-        # The circle's row lock orders every message of the circle (select_for_update;
-        # on SQLite the immediate transaction already holds the database's write lock).
-        circle = Circle.objects.select_for_update().get(pk=circle_id)
+    try:
+        return _post(circle_id=circle_id, user=user, text=text, client_id=client_id, kind=kind)
+    except IntegrityError:
+        # A resend that raced its original past the lock (the earlier copy is looked
+        # for in the locking query's snapshot): the original is stored; answer with it.
         existing = selectors.message_by_client_id(user_id=user.pk, client_id=client_id)
-        if existing is not None:  # a resend that raced its original
-            return Posted(existing, created=False)
-        if not Membership.objects.filter(
-            circle=circle, user=user, status=MembershipStatus.ACTIVE
-        ).exists():
+        if existing is None:
+            raise
+        return Posted(existing, created=False)
+
+
+def _post(*, circle_id: int, user, text: str, client_id: uuid.UUID, kind: str) -> Posted:
+    now = timezone.now()
+    with transaction.atomic():
+        locked = floor_lock_for_share(
+            circle_id=circle_id, user_id=user.pk, client_id=client_id, now=now
+        )
+        if locked is None:
+            # No open session (or no circle): say which, and a resend still gets its copy.
+            return _without_open_floor(circle_id=circle_id, user=user, client_id=client_id)
+        if locked.existing_message_id is not None:
+            return Posted(selectors.message_by_id(pk=locked.existing_message_id), created=False)
+        if not locked.is_member:
             raise ServiceError(NOT_A_MEMBER, code="forbidden")
-        session = Session.objects.filter(circle=circle, status=SessionStatus.OPEN).first()
-        if session is None:
-            raise ServiceError(NO_OPEN_SESSION, code="no_open_session")
-        if kind == MessageKind.FACILITATION and session.facilitator_id != user.pk:
+        if kind == MessageKind.FACILITATION and locked.session.facilitator_id != user.pk:
             raise ServiceError(ONLY_FACILITATOR, code="forbidden")
         refusal = floor_share_locked(
-            circle=circle, session=session, member_id=user.pk, kind=kind, characters=len(text)
+            locked, member_id=user.pk, kind=kind, characters=len(text), now=now
         )
         if refusal is None:
             message = _store(
-                circle, session, author=user, text=text, kind=kind, client_id=client_id
+                locked.circle,
+                locked.session,
+                author=user,
+                text=text,
+                kind=kind,
+                client_id=client_id,
             )
             return Posted(message, created=True)
     raise floor_refusal_error(refusal)
+
+
+def _without_open_floor(*, circle_id: int, user, client_id: uuid.UUID) -> Posted:
+    existing = selectors.message_by_client_id(user_id=user.pk, client_id=client_id)
+    if existing is not None:
+        return Posted(existing, created=False)
+    if not Membership.objects.filter(
+        circle_id=circle_id, user=user, status=MembershipStatus.ACTIVE
+    ).exists():
+        raise ServiceError(NOT_A_MEMBER, code="forbidden")
+    raise ServiceError(NO_OPEN_SESSION, code="no_open_session")
 
 
 def system_message_post(*, circle: Circle, session: Session, text: str) -> Message:
@@ -96,7 +126,7 @@ def system_message_post(*, circle: Circle, session: Session, text: str) -> Messa
 
 def _store(circle: Circle, session: Session, *, author, text, kind, client_id) -> Message:
     circle.last_seq += 1
-    circle.save(update_fields=["last_seq"])
+    Circle.objects.filter(pk=circle.pk).update(last_seq=circle.last_seq)
     message = Message.objects.create(
         circle=circle,
         session=session,

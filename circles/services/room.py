@@ -10,11 +10,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from circles import frames, selectors
 from circles.events import broadcast_to_circle, notify_access_changed, notify_replaced
-from circles.models import RoomConnection
+from circles.models import FloorState, RoomConnection, SessionStatus
 
 MAX_CONNECTIONS_PER_MEMBER = 5
 
@@ -26,6 +27,15 @@ def broadcast_presence(circle_id: int, now: datetime) -> None:
         frames.presence_frame(selectors.room_presence(circle_id=circle_id, now=now)),
         access_version=selectors.circle_access_version(circle_id=circle_id),
     )
+
+
+def presence_moved(circle_ids) -> None:
+    """Tell the open floors of these circles that who is present changed, so the sweep
+    settles them (a gone speaker, a round's newcomer, a waiting hand). Bumps a counter
+    without the circle's lock: a connect never waits on a share."""
+    FloorState.objects.filter(
+        session__circle_id__in=circle_ids, session__status=SessionStatus.OPEN
+    ).update(presence_serial=F("presence_serial") + 1)
 
 
 @transaction.atomic
@@ -51,6 +61,9 @@ def room_connect(*, circle_id: int, user_id: int, channel_name: str) -> None:
         notify_replaced([name for _pk, name, _circle in extra])
         for other_circle in {circle for _pk, _name, circle in extra} - {circle_id}:
             broadcast_presence(other_circle, now)
+        presence_moved({circle for _pk, _name, circle in extra} | {circle_id})
+    else:
+        presence_moved({circle_id})
     broadcast_presence(circle_id, now)
 
 
@@ -60,6 +73,7 @@ def room_disconnect(*, channel_name: str) -> None:
     if row is None:
         return
     row.delete()
+    presence_moved({row.circle_id})
     broadcast_presence(row.circle_id, timezone.now())
 
 
@@ -92,6 +106,7 @@ def presence_sweep(*, now: datetime | None = None) -> int:
     circles = set(stale.values_list("circle_id", flat=True))
     deleted, _by_model = stale.delete()
     if deleted:  # another process that swept the same rows first deleted nothing
+        presence_moved(circles)
         for circle_id in circles:
             broadcast_presence(circle_id, now)
     return deleted

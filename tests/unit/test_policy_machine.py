@@ -32,6 +32,7 @@ from circles.policy import (
     pause,
     set_mode,
     settle,
+    settle_due_at,
     share,
 )
 
@@ -510,6 +511,23 @@ class PolicyMachine(RuleBasedStateMachine):
         elapsed = (now - T0).total_seconds()
         assert sum(floor.floor_seconds.values()) <= elapsed + EPSILON
         assert sum(floor.shares.values()) == len(self.history)
+
+    @invariant()
+    def time_moves_the_floor_exactly_when_it_is_due(self):
+        """The sweep settles a floor only at `settle_due_at` (or when presence changes):
+        before that moment settling changes nothing, at it something changes."""
+        if not hasattr(self, "first"):
+            return
+        present = frozenset(self.present)
+        settled = settle(self.floor, now=self.now, present=present).floor
+        due = settle_due_at(settled)
+        just_before = (due - timedelta(milliseconds=1)) if due else self.now + timedelta(days=1)
+        if just_before > self.now:
+            quiet = settle(settled, now=just_before, present=present).floor
+            assert quiet.version == settled.version, f"moved before it was due ({due})"
+        if due is not None:
+            moved = settle(settled, now=max(due, self.now), present=present).floor
+            assert moved.version != settled.version, "due, yet nothing moved"
 
     @invariant()
     def the_version_only_grows(self):
