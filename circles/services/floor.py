@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from django.db import transaction
+from django.db import DEFAULT_DB_ALIAS, transaction
 from django.db.models import Exists, F, OuterRef, Q, Subquery
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -44,6 +44,7 @@ from circles.models import (
 )
 from circles.services.errors import ServiceError
 from circles.services.room import broadcast_presence
+from circles.statements import PreparedQuery, Write, insert_instance, run_writes, update
 
 NO_OPEN_SESSION = _("There's no open session right now.")
 FACILITATOR_ONLY = _("Only the session's facilitator can do that.")
@@ -65,65 +66,125 @@ class Locked:
     existing_message_id: int | None = None
 
 
-def _locked_floors(
+# What the locking read returns: the floor's columns, then these, then `present_ids`
+# and, when asked, `is_member` and `existing_message_id`.
+FLOOR_COLUMNS = [field.attname for field in FloorState._meta.concrete_fields]
+LOCK_COLUMNS = [
+    *FLOOR_COLUMNS,
+    "session__circle_id",
+    "session__facilitator_id",
+    "session__circle__last_seq",
+    "session__circle__access_version",
+    "present_ids",
+]
+SWEEP_BATCH = 50
+
+
+def _open_floors(
     *,
-    now: datetime,
-    skip_locked: bool = False,
+    since: datetime,
+    where: Q,
     user_id: int | None = None,
     client_id=None,
-    where: Q,
-    limit: int | None = None,
-) -> list[Locked]:
-    """Open floors matching `where`, each with its session and circle, the floor's and
-    the circle's rows locked, and who is present now: one query. Both rows are
-    locked, not only the circle's that orders every writer: a query that waited for
-    a lock sees the newest version of the rows it locked, but the other tables as
-    they were when it started. Asked for a member, it also says whether they are an
-    active member, and whether they already sent `client_id`."""
-    since = now - timedelta(seconds=selectors.PRESENCE_LAPSE_SECONDS)
+):
+    """Open floors matching `where`, with their session, who is present since `since`,
+    and (asked for a member) whether they are an active member and already sent
+    `client_id`: one query. The caller holds the circles' row locks (taken first, in
+    a statement of their own, so that this one reads what the previous holder wrote)."""
     circle = OuterRef("session__circle_id")
     present = RoomConnection.objects.filter(circle_id=circle, seen_at__gte=since, replaced=False)
-    floors = (
-        FloorState.objects.select_for_update(
-            of=("self", "session__circle"), skip_locked=skip_locked
-        )
-        .select_related("session__circle", "session__facilitator")
-        .filter(where, session__status=SessionStatus.OPEN)
-        .annotate(present_ids=IdList(present.distinct(), "user_id"))
+    floors = FloorState.objects.filter(where, session__status=SessionStatus.OPEN).annotate(
+        present_ids=IdList(present.distinct(), "user_id")
     )
+    columns = list(LOCK_COLUMNS)
     if user_id is not None:
-        floors = floors.annotate(
-            is_member=Exists(
-                Membership.objects.filter(
-                    circle_id=circle, user_id=user_id, status=MembershipStatus.ACTIVE
-                )
-            )
+        active = Membership.objects.filter(
+            circle_id=circle, user_id=user_id, status=MembershipStatus.ACTIVE
         )
+        floors = floors.annotate(is_member=Exists(active))
+        columns.append("is_member")
     if client_id is not None:
         sent = Message.objects.filter(author_id=user_id, client_id=client_id)
         floors = floors.annotate(existing_message_id=Subquery(sent.values("pk")[:1]))
-    if limit is not None:
-        floors = floors[:limit]
-    return [
-        Locked(
-            circle=row.session.circle,
-            session=row.session,
-            row=row,
-            floor=floor_from_row(row),
-            present=ids_from(row.present_ids),
-            is_member=getattr(row, "is_member", True),
-            existing_message_id=getattr(row, "existing_message_id", None),
-        )
-        for row in floors
-    ]
+        columns.append("existing_message_id")
+    return floors.values_list(*columns)
 
 
-def _lock(circle_id: int, *, now: datetime, user_id: int | None = None, client_id=None):
-    """The circle's open floor, locked (see _locked_floors), or None without one."""
-    found = _locked_floors(
-        now=now, user_id=user_id, client_id=client_id, where=Q(session__circle_id=circle_id)
+# The room's locks and reads, compiled once per connection (circles/statements.py).
+LOCK_CIRCLE = PreparedQuery(
+    lambda circle_id: Circle.objects.select_for_update().filter(pk=circle_id).values_list("pk"),
+    circle_id="int",
+)
+READ_FLOOR = PreparedQuery(
+    lambda circle_id, since: _open_floors(since=since, where=Q(session__circle_id=circle_id)),
+    circle_id="int",
+    since="datetime",
+)
+READ_FLOOR_FOR_MEMBER = PreparedQuery(
+    lambda circle_id, user_id, since: _open_floors(
+        since=since, where=Q(session__circle_id=circle_id), user_id=user_id
+    ),
+    circle_id="int",
+    user_id="int",
+    since="datetime",
+)
+READ_FLOOR_FOR_SHARE = PreparedQuery(
+    lambda circle_id, user_id, client_id, since: _open_floors(
+        since=since, where=Q(session__circle_id=circle_id), user_id=user_id, client_id=client_id
+    ),
+    circle_id="int",
+    user_id="int",
+    client_id="uuid",
+    since="datetime",
+)
+
+
+def _partial(model, values: dict):
+    """A model instance with only these fields loaded (the others deferred)."""
+    names = [field.attname for field in model._meta.concrete_fields if field.attname in values]
+    return model.from_db(DEFAULT_DB_ALIAS, names, [values[name] for name in names])
+
+
+def _locked(row: list) -> Locked:
+    count = len(FLOOR_COLUMNS)
+    floor_row = FloorState.from_db(DEFAULT_DB_ALIAS, FLOOR_COLUMNS, row[:count])
+    circle_id, facilitator_id, last_seq, access_version, present_ids, *asked = row[count:]
+    circle = _partial(
+        Circle, {"id": circle_id, "last_seq": last_seq, "access_version": access_version}
     )
-    return found[0] if found else None
+    session = _partial(
+        Session,
+        {
+            "id": floor_row.session_id,
+            "circle_id": circle_id,
+            "facilitator_id": facilitator_id,
+            "status": SessionStatus.OPEN,
+        },
+    )
+    return Locked(
+        circle=circle,
+        session=session,
+        row=floor_row,
+        floor=floor_from_row(floor_row),
+        present=ids_from(present_ids),
+        is_member=bool(asked[0]) if asked else True,
+        existing_message_id=asked[1] if len(asked) > 1 else None,
+    )
+
+
+def _since(now: datetime) -> datetime:
+    return now - timedelta(seconds=selectors.PRESENCE_LAPSE_SECONDS)
+
+
+def _lock(circle_id: int, *, now: datetime, user_id: int | None = None) -> Locked | None:
+    """The circle's row locked, then its open floor read, or None without one."""
+    if not LOCK_CIRCLE.rows(circle_id=circle_id):
+        return None
+    if user_id is None:
+        rows = READ_FLOOR.rows(circle_id=circle_id, since=_since(now))
+    else:
+        rows = READ_FLOOR_FOR_MEMBER.rows(circle_id=circle_id, user_id=user_id, since=_since(now))
+    return _locked(rows[0]) if rows else None
 
 
 # Written by a transition: everything but the key and the presence serial.
@@ -141,8 +202,9 @@ def _store(
     action: str,
     data: dict,
     now: datetime,
-) -> None:
-    """Keep the new state, log it, and tell the room (after commit). Nothing if unchanged.
+) -> list[Write]:
+    """The writes that keep the new state and log it, for the caller to run with its
+    own; the room is told after commit. Nothing if unchanged.
 
     The log keeps the inputs (who was present, the time) with each state, so the
     log replayed through the policy reproduces every state. The `floor` frame goes
@@ -150,34 +212,49 @@ def _store(
     the tallies did."""
     row, before, after = locked.row, locked.floor, outcome.floor
     due_at = policy.settle_due_at(after)
+    writes = []
     if after.version != before.version:
         floor_onto_row(after, row)
         row.due_at = due_at
         row.settled_serial = row.presence_serial
+        row.updated_at = now
         shown = _shown(after) != _shown(before)
         if shown:
             row.shown_version = after.version
-        row.save(update_fields=TRANSITION_FIELDS)
-        FloorLogEntry.objects.create(
-            floor=row,
+        writes.append(
+            update(
+                FloorState,
+                row.pk,
+                {name: getattr(row, name) for name in TRANSITION_FIELDS},
+            )
+        )
+        entry = FloorLogEntry(
+            floor_id=row.pk,
             version=after.version,
             action=action,
             input={**data, "present": sorted(locked.present)},
             at=now,
             state=floor_to_json(after),
         )
+        writes.append(insert_instance(entry))
         if shown:
             _broadcast_floor(locked.circle, after)
         _send_balance(locked, after)
         if _hands(after) != _hands(before):
-            broadcast_presence(locked.circle.pk, now)
+            broadcast_presence(
+                locked.circle.pk,
+                now,
+                hands=_hands(after),
+                access_version=locked.circle.access_version,
+            )
     elif due_at != row.due_at or row.settled_serial != row.presence_serial:
         # Settled, unchanged: only when to look again.
         row.due_at, row.settled_serial = due_at, row.presence_serial
-        FloorState.objects.filter(pk=row.pk).update(
-            due_at=due_at, settled_serial=row.settled_serial
+        writes.append(
+            update(FloorState, row.pk, {"due_at": due_at, "settled_serial": row.settled_serial})
         )
     _send_nudges(locked, outcome)
+    return writes
 
 
 def _shown(floor: policy.Floor) -> dict:
@@ -271,7 +348,7 @@ def _act(
         if facilitator_only and locked.session.facilitator_id != user.pk:
             raise ServiceError(FACILITATOR_ONLY, code="forbidden")
         outcome = step(locked.floor, now, locked.present)
-        _store(locked, outcome, action=action, data=data, now=now)
+        run_writes(_store(locked, outcome, action=action, data=data, now=now))
     if outcome.refusal is not None:
         raise _refuse(outcome.refusal)
     return locked, outcome
@@ -317,14 +394,20 @@ def floor_open(*, circle: Circle, session: Session, now) -> FloorState:
 def floor_lock_for_share(*, circle_id: int, user_id: int, client_id, now) -> Locked | None:
     """The open floor under the circle's lock, with whether this person is a member
     and whether they already sent this client_id: all a share needs, in one query."""
-    return _lock(circle_id, now=now, user_id=user_id, client_id=client_id)
+    if not LOCK_CIRCLE.rows(circle_id=circle_id):
+        return None
+    rows = READ_FLOOR_FOR_SHARE.rows(
+        circle_id=circle_id, user_id=user_id, client_id=client_id, since=_since(now)
+    )
+    return _locked(rows[0]) if rows else None
 
 
 def floor_share_locked(
     locked: Locked, *, member_id: int, kind: str, characters: int, now
-) -> policy.Refusal | None:
-    """Ask the floor whether this share may be stored (the caller holds the lock and
-    stores the message if the answer is None); the floor is stored either way."""
+) -> tuple[policy.Refusal | None, list[Write]]:
+    """Ask the floor whether this share may be stored. Returns the refusal (None: the
+    caller stores the message) and the floor's writes, for the caller to run with its
+    own: the floor is stored either way (time may have moved it)."""
     outcome = policy.share(
         locked.floor,
         member_id=member_id,
@@ -335,8 +418,7 @@ def floor_share_locked(
     )
     data = {"member": member_id, "kind": kind, "characters": characters}
     action = "share" if outcome.accepted else "share_refused"
-    _store(locked, outcome, action=action, data=data, now=now)
-    return outcome.refusal
+    return outcome.refusal, _store(locked, outcome, action=action, data=data, now=now)
 
 
 def floor_refusal_error(refusal: policy.Refusal) -> ServiceError:
@@ -504,11 +586,8 @@ def floor_settle(*, circle_id: int) -> policy.Floor | None:
         if locked is None:
             return None
         outcome = policy.settle(locked.floor, now=now, present=locked.present)
-        _store(locked, outcome, action="settle", data={}, now=now)
+        run_writes(_store(locked, outcome, action="settle", data={}, now=now))
     return outcome.floor
-
-
-SWEEP_BATCH = 50
 
 
 def floor_sweep(*, now: datetime | None = None) -> int:
@@ -517,18 +596,28 @@ def floor_sweep(*, now: datetime | None = None) -> int:
     whose row another process holds is skipped (SKIP LOCKED), so no floor advances
     twice; floors settled by anyone are no longer due."""
     now = now or timezone.now()
-    needs_settling = Q(due_at__lte=now) | Q(presence_serial__gt=F("settled_serial"))
     settled = 0
     while True:
         with transaction.atomic():
-            batch = _locked_floors(
-                now=now, skip_locked=True, where=needs_settling, limit=SWEEP_BATCH
+            due = Exists(
+                FloorState.objects.filter(
+                    Q(due_at__lte=now) | Q(presence_serial__gt=F("settled_serial")),
+                    session__circle_id=OuterRef("pk"),
+                    session__status=SessionStatus.OPEN,
+                )
             )
+            circle_ids = list(
+                Circle.objects.select_for_update(skip_locked=True)
+                .filter(due)
+                .values_list("pk", flat=True)[:SWEEP_BATCH]
+            )
+            floors = _open_floors(since=_since(now), where=Q(session__circle_id__in=circle_ids))
+            batch = [_locked(row) for row in floors] if circle_ids else []
             for locked in batch:
                 outcome = policy.settle(locked.floor, now=now, present=locked.present)
-                _store(locked, outcome, action="settle", data={}, now=now)
+                run_writes(_store(locked, outcome, action="settle", data={}, now=now))
         settled += len(batch)
-        if len(batch) < SWEEP_BATCH:
+        if len(circle_ids) < SWEEP_BATCH:
             return settled
 
 

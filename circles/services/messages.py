@@ -26,6 +26,7 @@ from circles.services.floor import (
     floor_refusal_error,
     floor_share_locked,
 )
+from circles.statements import Write, insert_instance, run_writes, update
 
 NOT_A_MEMBER = _("You're not a member of this circle any more.")
 NO_OPEN_SESSION = _("The session isn't open right now. Your words are still in the box.")
@@ -60,11 +61,13 @@ def message_post(
 ) -> Posted:
     """Store a share or a facilitation note; a resend of the same client_id stores nothing.
 
-    Five queries for a share, whatever the circle's size or history: the floor, its
-    session, who is present, membership and an earlier copy, read in one query that
-    locks the circle's row (which orders its messages); then the seq, the message,
-    the floor and the floor's log. A share the floor refuses is not stored; the
-    floor itself is (time may have moved it), with any nudge, before the refusal."""
+    Two statements for a share on PostgreSQL, whatever the circle's size or history:
+    the floor, its session, who is present, membership and an earlier copy, read in
+    one query that locks the floor's and the circle's rows (which orders its
+    messages); then the floor, its log, the circle's seq and the message, written in
+    one (five statements on SQLite, where the writes go one by one). A share the
+    floor refuses is not stored; the floor itself is (time may have moved it), with
+    any nudge, before the refusal."""
     text = clean_text(text)
     try:
         return _post(circle_id=circle_id, user=user, text=text, client_id=client_id, kind=kind)
@@ -92,11 +95,13 @@ def _post(*, circle_id: int, user, text: str, client_id: uuid.UUID, kind: str) -
             raise ServiceError(NOT_A_MEMBER, code="forbidden")
         if kind == MessageKind.FACILITATION and locked.session.facilitator_id != user.pk:
             raise ServiceError(ONLY_FACILITATOR, code="forbidden")
-        refusal = floor_share_locked(
+        refusal, floor_writes = floor_share_locked(
             locked, member_id=user.pk, kind=kind, characters=len(text), now=now
         )
-        if refusal is None:
-            message = _store(
+        if refusal is not None:
+            run_writes(floor_writes)
+        else:
+            message = _new_message(
                 locked.circle,
                 locked.session,
                 author=user,
@@ -104,6 +109,9 @@ def _post(*, circle_id: int, user, text: str, client_id: uuid.UUID, kind: str) -
                 kind=kind,
                 client_id=client_id,
             )
+            # The floor, the circle's seq and the message: one round trip on PostgreSQL.
+            message.pk = run_writes([*floor_writes, *_message_writes(locked.circle, message)])
+            _announce(locked.circle, message)
             return Posted(message, created=True)
     raise floor_refusal_error(refusal)
 
@@ -121,13 +129,18 @@ def _without_open_floor(*, circle_id: int, user, client_id: uuid.UUID) -> Posted
 
 def system_message_post(*, circle: Circle, session: Session, text: str) -> Message:
     """A line from the room itself; the caller holds the circle's lock."""
-    return _store(circle, session, author=None, text=text, kind=MessageKind.SYSTEM, client_id=None)
+    message = _new_message(
+        circle, session, author=None, text=text, kind=MessageKind.SYSTEM, client_id=None
+    )
+    message.pk = run_writes(_message_writes(circle, message))
+    _announce(circle, message)
+    return message
 
 
-def _store(circle: Circle, session: Session, *, author, text, kind, client_id) -> Message:
+def _new_message(circle: Circle, session: Session, *, author, text, kind, client_id) -> Message:
+    """The circle's next message (the caller holds its lock), not yet written."""
     circle.last_seq += 1
-    Circle.objects.filter(pk=circle.pk).update(last_seq=circle.last_seq)
-    message = Message.objects.create(
+    return Message(
         circle=circle,
         session=session,
         seq=circle.last_seq,
@@ -136,10 +149,19 @@ def _store(circle: Circle, session: Session, *, author, text, kind, client_id) -
         kind=kind,
         client_id=client_id,
     )
+
+
+def _message_writes(circle: Circle, message: Message) -> list[Write]:
+    return [
+        update(Circle, circle.pk, {"last_seq": circle.last_seq}),
+        insert_instance(message, returning_pk=True),
+    ]
+
+
+def _announce(circle: Circle, message: Message) -> None:
     broadcast_to_circle(
         circle.pk,
         frames.message_frame(message),
         access_version=circle.access_version,
         event_type="room.message",
     )
-    return message

@@ -20,12 +20,22 @@ from circles.models import FloorState, RoomConnection, SessionStatus
 MAX_CONNECTIONS_PER_MEMBER = 5
 
 
-def broadcast_presence(circle_id: int, now: datetime) -> None:
-    """Tell the room who is here (and whose hand is up): the whole list."""
+def broadcast_presence(
+    circle_id: int,
+    now: datetime,
+    *,
+    hands: set[int] | None = None,
+    access_version: int | None = None,
+) -> None:
+    """Tell the room who is here (and whose hand is up): the whole list. A caller
+    that holds the floor or the circle passes what it knows (and what it is about
+    to write: the hands)."""
+    if access_version is None:
+        access_version = selectors.circle_access_version(circle_id=circle_id)
     broadcast_to_circle(
         circle_id,
-        frames.presence_frame(selectors.room_presence(circle_id=circle_id, now=now)),
-        access_version=selectors.circle_access_version(circle_id=circle_id),
+        frames.presence_frame(selectors.room_presence(circle_id=circle_id, now=now, hands=hands)),
+        access_version=access_version,
     )
 
 
