@@ -13,8 +13,6 @@ import logging
 import time
 import uuid
 
-from asgiref.sync import sync_to_async
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.core.cache import cache
@@ -25,6 +23,7 @@ from circles import frames, ratelimit, selectors
 from circles.floor_codec import floor_from_row
 from circles.groups import access_epoch_key, circle_group, user_group
 from circles.models import MessageKind
+from circles.room_db import room_db
 from circles.room_hub import hub
 from circles.selectors import RoomRefusal
 from circles.services.errors import ServiceError
@@ -51,7 +50,7 @@ FLOOR_MODES = {"open", "queue", "round"}
 MODE_SETTINGS = {"turn_seconds": (30, 900), "turn_messages": (1, 50)}
 MAX_PAUSE_MINUTES = 120
 
-db = database_sync_to_async
+db = room_db
 
 
 def _uuid_or_none(value) -> str | None:
@@ -258,10 +257,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             if handler is None:
                 raise FrameError("unknown_type", _("This room doesn't know that kind of frame."))
             limit = SAY_LIMIT if kind == "say" else OTHER_LIMIT
-            # In the cache, not the database: off the database thread.
-            verdict = await sync_to_async(ratelimit.hit, thread_sensitive=False)(
-                limit, self.user.pk
-            )
+            verdict = ratelimit.hit(limit, self.user.pk)  # in memory: no I/O
             if not verdict.allowed:
                 raise FrameError(
                     "rate_limited",

@@ -12,18 +12,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.core.cache import cache
 
 from circles import selectors
 from circles.groups import access_epoch_key
+from circles.room_db import room_db
 from circles.selectors import RoomRefusal
 from circles.services.room import room_beat_many
 
 logger = logging.getLogger(__name__)
-db = database_sync_to_async
+db = room_db
+GROUPS_REJOIN_SECONDS = 3600
 
 
 def _setting(name: str, default: float) -> float:
@@ -34,6 +36,9 @@ class RoomHub:
     def __init__(self) -> None:
         self.sockets: dict[str, object] = {}  # channel name -> RoomConsumer
         self.task: asyncio.Task | None = None
+        # Set in the cache when this process last joined its sockets' groups.
+        self.groups_mark = f"room:groups-joined:{uuid.uuid4().hex}"
+        self.groups_joined_at = time.monotonic()
 
     def add(self, consumer) -> None:
         self.sockets[consumer.channel_name] = consumer
@@ -94,9 +99,10 @@ class RoomHub:
                 socket.start_access_check()
 
     async def beat(self, sockets: list) -> None:
-        """Groups joined again (a restarted Redis forgets them), and one UPDATE keeping
-        every socket of this process present; replaced ones close with 4409."""
-        await asyncio.gather(*(socket.join_groups() for socket in sockets))
+        """Groups joined again if Redis forgot them, and one UPDATE keeping every
+        socket of this process present; replaced ones close with 4409."""
+        if await self.groups_forgotten():
+            await asyncio.gather(*(socket.join_groups() for socket in sockets))
         replaced = await db(room_beat_many)(
             connections={
                 socket.channel_name: (socket.circle_id, socket.user.pk) for socket in sockets
@@ -105,6 +111,24 @@ class RoomHub:
         for socket in sockets:
             if socket.channel_name in replaced:
                 await socket.close_with(RoomRefusal.REPLACED)
+
+    async def groups_forgotten(self) -> bool:
+        """Has the channel layer forgotten this process's groups? A restarted Redis
+        forgets everything, this process's mark in the cache (on the same Redis, from
+        REDIS_URL) included: one read per beat instead of re-joining every socket's
+        groups (two Redis calls each) every five seconds. Once in a while the groups
+        are joined again anyway, before the layer's own group expiry."""
+        overdue = time.monotonic() - self.groups_joined_at >= GROUPS_REJOIN_SECONDS
+        try:
+            forgotten = overdue or await cache.aget(self.groups_mark) is None
+            if forgotten:
+                await cache.aset(self.groups_mark, True, timeout=None)
+        except Exception:
+            logger.warning("room hub mark unreadable; joining the groups again")
+            forgotten = True
+        if forgotten:
+            self.groups_joined_at = time.monotonic()
+        return forgotten
 
     async def tick(self, sockets: list) -> None:
         """The latest seq and floor version of every circle here, in one read."""

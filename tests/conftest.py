@@ -5,6 +5,7 @@ import itertools
 import pytest
 from django.core.cache import cache
 
+from circles import ratelimit
 from circles.models import Circle, JoinPolicy, Membership, MembershipStatus, Role
 from circles.selectors import forget_display_names, guidelines_current
 from circles.services.guidelines import guidelines_accept, guidelines_publish
@@ -18,9 +19,11 @@ def _fresh_cache():
     carry over from one test to the next: ids come back after a rollback on SQLite."""
     cache.clear()
     forget_display_names()
+    ratelimit.forget()
     yield
     cache.clear()
     forget_display_names()
+    ratelimit.forget()
 
 
 def current_guidelines():

@@ -77,7 +77,8 @@ LOCK_COLUMNS = [
     "session__circle__access_version",
     "present_ids",
 ]
-SWEEP_BATCH = 50
+# Floors settled per sweep at most (a second apart): the rest wait for the next.
+SWEEP_BATCH = 200
 
 
 def _open_floors(
@@ -113,6 +114,12 @@ def _open_floors(
 # The room's locks and reads, compiled once per connection (circles/statements.py).
 LOCK_CIRCLE = PreparedQuery(
     lambda circle_id: Circle.objects.select_for_update().filter(pk=circle_id).values_list("pk"),
+    circle_id="int",
+)
+LOCK_CIRCLE_UNLESS_HELD = PreparedQuery(
+    lambda circle_id: (
+        Circle.objects.select_for_update(skip_locked=True).filter(pk=circle_id).values_list("pk")
+    ),
     circle_id="int",
 )
 READ_FLOOR = PreparedQuery(
@@ -592,33 +599,32 @@ def floor_settle(*, circle_id: int) -> policy.Floor | None:
 
 def floor_sweep(*, now: datetime | None = None) -> int:
     """Settle the open floors that need it: those whose time has come (`due_at`) and
-    those whose room's presence changed. Safe on many processes at once: a circle
-    whose row another process holds is skipped (SKIP LOCKED), so no floor advances
-    twice; floors settled by anyone are no longer due."""
+    those whose room's presence changed. One circle at a time, each in its own short
+    transaction. Safe on many processes at once: a circle whose row another process
+    holds is skipped (SKIP LOCKED), so no floor advances twice; a floor settled by
+    anyone since is simply found unchanged."""
     now = now or timezone.now()
+    due = (
+        FloorState.objects.filter(
+            Q(due_at__lte=now) | Q(presence_serial__gt=F("settled_serial")),
+            session__status=SessionStatus.OPEN,
+        )
+        .values_list("session__circle_id", flat=True)
+        .order_by("due_at")
+    )
     settled = 0
-    while True:
+    for circle_id in list(due[:SWEEP_BATCH]):
         with transaction.atomic():
-            due = Exists(
-                FloorState.objects.filter(
-                    Q(due_at__lte=now) | Q(presence_serial__gt=F("settled_serial")),
-                    session__circle_id=OuterRef("pk"),
-                    session__status=SessionStatus.OPEN,
-                )
-            )
-            circle_ids = list(
-                Circle.objects.select_for_update(skip_locked=True)
-                .filter(due)
-                .values_list("pk", flat=True)[:SWEEP_BATCH]
-            )
-            floors = _open_floors(since=_since(now), where=Q(session__circle_id__in=circle_ids))
-            batch = [_locked(row) for row in floors] if circle_ids else []
-            for locked in batch:
-                outcome = policy.settle(locked.floor, now=now, present=locked.present)
-                run_writes(_store(locked, outcome, action="settle", data={}, now=now))
-        settled += len(batch)
-        if len(circle_ids) < SWEEP_BATCH:
-            return settled
+            if not LOCK_CIRCLE_UNLESS_HELD.rows(circle_id=circle_id):
+                continue
+            rows = READ_FLOOR.rows(circle_id=circle_id, since=_since(now))
+            if not rows:
+                continue
+            locked = _locked(rows[0])
+            outcome = policy.settle(locked.floor, now=now, present=locked.present)
+            run_writes(_store(locked, outcome, action="settle", data={}, now=now))
+            settled += 1
+    return settled
 
 
 def floor_current(*, circle_id: int) -> policy.Floor | None:

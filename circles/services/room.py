@@ -48,43 +48,49 @@ def presence_moved(circle_ids) -> None:
     ).update(presence_serial=F("presence_serial") + 1)
 
 
-@transaction.atomic
 def room_connect(*, circle_id: int, user_id: int, channel_name: str) -> None:
     """Register a connection; past five for one member, the oldest are replaced (4409)."""
     now = timezone.now()
-    RoomConnection.objects.update_or_create(
-        channel_name=channel_name,
-        defaults={"circle_id": circle_id, "user_id": user_id, "seen_at": now, "replaced": False},
-    )
-    lapse = now - timedelta(seconds=selectors.PRESENCE_LAPSE_SECONDS)
-    live = list(
-        RoomConnection.objects.select_for_update()
-        .filter(user_id=user_id, replaced=False, seen_at__gte=lapse)
-        .order_by("-connected_at", "-id")
-        .values_list("pk", "channel_name", "circle_id")
-    )
-    extra = live[MAX_CONNECTIONS_PER_MEMBER:]
-    if extra:
-        RoomConnection.objects.filter(pk__in=[pk for pk, _name, _circle in extra]).update(
-            replaced=True
+    with transaction.atomic():
+        RoomConnection.objects.update_or_create(
+            channel_name=channel_name,
+            defaults={
+                "circle_id": circle_id,
+                "user_id": user_id,
+                "seen_at": now,
+                "replaced": False,
+            },
         )
-        notify_replaced([name for _pk, name, _circle in extra])
-        for other_circle in {circle for _pk, _name, circle in extra} - {circle_id}:
-            broadcast_presence(other_circle, now)
-        presence_moved({circle for _pk, _name, circle in extra} | {circle_id})
-    else:
-        presence_moved({circle_id})
-    broadcast_presence(circle_id, now)
+        lapse = now - timedelta(seconds=selectors.PRESENCE_LAPSE_SECONDS)
+        live = list(
+            RoomConnection.objects.select_for_update()
+            .filter(user_id=user_id, replaced=False, seen_at__gte=lapse)
+            .order_by("-connected_at", "-id")
+            .values_list("pk", "channel_name", "circle_id")
+        )
+        extra = live[MAX_CONNECTIONS_PER_MEMBER:]
+        changed = {circle_id}
+        if extra:
+            RoomConnection.objects.filter(pk__in=[pk for pk, _name, _circle in extra]).update(
+                replaced=True
+            )
+            notify_replaced([name for _pk, name, _circle in extra])
+            changed |= {circle for _pk, _name, circle in extra}
+        for circle in changed:
+            broadcast_presence(circle, now)
+    # After the commit, on its own: the sweep then settles with this presence, and a
+    # connect never holds a floor's row while it reads.
+    presence_moved(changed)
 
 
-@transaction.atomic
 def room_disconnect(*, channel_name: str) -> None:
-    row = RoomConnection.objects.filter(channel_name=channel_name).first()
-    if row is None:
-        return
-    row.delete()
+    with transaction.atomic():
+        row = RoomConnection.objects.filter(channel_name=channel_name).first()
+        if row is None:
+            return
+        row.delete()
+        broadcast_presence(row.circle_id, timezone.now())
     presence_moved({row.circle_id})
-    broadcast_presence(row.circle_id, timezone.now())
 
 
 def room_beat_many(*, connections: dict[str, tuple[int, int]]) -> set[str]:
@@ -106,19 +112,20 @@ def room_beat_many(*, connections: dict[str, tuple[int, int]]) -> set[str]:
     return {name for name, replaced in stored.items() if replaced}
 
 
-@transaction.atomic
 def presence_sweep(*, now: datetime | None = None) -> int:
     """Remove connections that stopped beating; tell each affected room. Safe to run
     on every process at once: a row is deleted once, so the room hears of it once."""
     now = now or timezone.now()
     lapse = now - timedelta(seconds=selectors.PRESENCE_LAPSE_SECONDS)
-    stale = RoomConnection.objects.filter(seen_at__lt=lapse)
-    circles = set(stale.values_list("circle_id", flat=True))
-    deleted, _by_model = stale.delete()
-    if deleted:  # another process that swept the same rows first deleted nothing
+    with transaction.atomic():
+        stale = RoomConnection.objects.filter(seen_at__lt=lapse)
+        circles = set(stale.values_list("circle_id", flat=True))
+        deleted, _by_model = stale.delete()
+        if deleted:  # another process that swept the same rows first deleted nothing
+            for circle_id in circles:
+                broadcast_presence(circle_id, now)
+    if deleted:
         presence_moved(circles)
-        for circle_id in circles:
-            broadcast_presence(circle_id, now)
     return deleted
 
 
