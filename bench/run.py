@@ -89,7 +89,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add(
         "--app-layers",
         default=env_default(
-            "BENCH_APP_LAYERS", os.environ.get("REDIS_CHANNEL_LAYER", "core") + ",auto"
+            "BENCH_APP_LAYERS", os.environ.get("REDIS_CHANNEL_LAYER", "pubsub") + ",auto"
         ),
         help="Peer Circles' layers: the first always, 'auto' adds the other if time allows",
     )

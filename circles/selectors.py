@@ -9,7 +9,9 @@ from importlib import import_module
 
 from django.conf import settings
 from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
+from django.contrib.sessions.models import Session as SignIn
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
+from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
 from circles.models import (
@@ -275,6 +277,70 @@ def session_key_is_valid(*, session_key: str | None, user) -> bool:
     if fresh is None:
         return False
     return constant_time_compare(data.get(HASH_SESSION_KEY, ""), fresh.get_session_auth_hash())
+
+
+DATABASE_SESSIONS = "django.contrib.sessions.backends.db"
+
+
+def room_sockets_still_allowed(*, sockets: list[tuple[str, int, int, str | None]]) -> set[str]:
+    """Of these sockets (channel name, member id, circle id, session key), the ones
+    whose sign-in is still current (not signed out, not expired, same password, still
+    active) and whose membership is still active: three queries for any number."""
+    if not sockets:
+        return set()
+    if settings.SESSION_ENGINE != DATABASE_SESSIONS:
+        # Another session store: ask it socket by socket.
+        users = {
+            user.pk: user
+            for user in get_user_model().objects.filter(
+                pk__in={user_id for _name, user_id, _circle, _key in sockets}
+            )
+        }
+        signed_in = {
+            name
+            for name, user_id, _circle, key in sockets
+            if user_id in users and session_key_is_valid(session_key=key, user=users[user_id])
+        }
+    else:
+        signed_in = _signed_in_by_database_sessions(sockets)
+    members = set(
+        Membership.objects.filter(
+            user_id__in={user_id for _name, user_id, _circle, _key in sockets},
+            circle_id__in={circle_id for _name, _user, circle_id, _key in sockets},
+            status=MembershipStatus.ACTIVE,
+        ).values_list("user_id", "circle_id")
+    )
+    return {
+        name
+        for name, user_id, circle_id, _key in sockets
+        if name in signed_in and (user_id, circle_id) in members
+    }
+
+
+def _signed_in_by_database_sessions(sockets) -> set[str]:
+    store = import_module(DATABASE_SESSIONS).SessionStore()
+    stored = dict(
+        SignIn.objects.filter(
+            session_key__in={key for _name, _user, _circle, key in sockets if key},
+            expire_date__gt=timezone.now(),
+        ).values_list("session_key", "session_data")
+    )
+    users = {
+        user.pk: user
+        for user in get_user_model().objects.filter(
+            pk__in={user_id for _name, user_id, _circle, _key in sockets}, is_active=True
+        )
+    }
+    signed_in = set()
+    for name, user_id, _circle, key in sockets:
+        if key not in stored or user_id not in users:
+            continue
+        data = store.decode(stored[key])
+        if str(data.get(SESSION_KEY, "")) == str(user_id) and constant_time_compare(
+            data.get(HASH_SESSION_KEY, ""), users[user_id].get_session_auth_hash()
+        ):
+            signed_in.add(name)
+    return signed_in
 
 
 def room_present_ids(*, circle_id: int, now) -> frozenset[int]:

@@ -101,7 +101,7 @@ REDIS_LAYERS = {
 }
 
 
-def read_redis(url: str, *, secret_key: str, layer_kind: str = "core") -> tuple[dict, dict]:
+def read_redis(url: str, *, secret_key: str, layer_kind: str = "pubsub") -> tuple[dict, dict]:
     """The channel layer and the cache: Redis when REDIS_URL is set, else in-process."""
     if not url:
         return (

@@ -104,12 +104,14 @@ def test_redis_url_brings_the_redis_layer_without_a_read_timeout():
     from config.environment import read_redis
 
     layer, cache = read_redis("redis://127.0.0.1:6379/3", secret_key="k" * 40)
-    assert layer["default"]["BACKEND"] == "channels_redis.core.RedisChannelLayer"
+    assert layer["default"]["BACKEND"] == "channels_redis.pubsub.RedisPubSubChannelLayer"
     assert layer["default"]["CONFIG"]["hosts"] == [
         {"address": "redis://127.0.0.1:6379/3", "socket_timeout": None}
     ]
     assert layer["default"]["CONFIG"]["symmetric_encryption_keys"] == ["k" * 40]
     assert cache["default"]["LOCATION"] == "redis://127.0.0.1:6379/3"
+    core, _cache = read_redis("redis://127.0.0.1:6379/3", secret_key="k" * 40, layer_kind="core")
+    assert core["default"]["BACKEND"] == "channels_redis.core.RedisChannelLayer"
 
 
 def test_email_url_reads_smtp_with_tls_and_credentials(monkeypatch):
