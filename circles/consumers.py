@@ -454,12 +454,12 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if frame["seq"] <= self.hello_seq or frame["seq"] <= self.membership.visible_after_seq:
             return
         if await self.may_receive(event):
-            await self.send_json(frame)
+            await self.send_shared(event)
 
     async def room_frame(self, event: dict) -> None:
         """A whole-state frame for everyone: presence, session, floor, balance."""
         if await self.may_receive(event):
-            await self.send_json(event["frame"])
+            await self.send_shared(event)
 
     async def room_private(self, event: dict) -> None:
         """A nudge or the live balance, for this person in this circle only."""
@@ -482,11 +482,22 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if self.membership is not None and not self.closing:
             await self.still_allowed()
 
+    async def send_shared(self, event: dict) -> None:
+        """Send a group event's frame, written as JSON once per process: the layer
+        hands the same event to every socket of the process in the group."""
+        text = event.get("frame_json")
+        if text is None:
+            text = event["frame_json"] = json.dumps(event["frame"], ensure_ascii=False)
+        await self.send_text(text)
+
     async def send_json(self, content: dict) -> None:
+        await self.send_text(json.dumps(content, ensure_ascii=False))
+
+    async def send_text(self, text: str) -> None:
         if self.closing:
             return
         try:
-            await self.send(text_data=json.dumps(content, ensure_ascii=False))
+            await self.send(text_data=text)
         except Exception:
             # The socket closed under us (a broadcast racing the close): stop here;
             # disconnect tidies up.
