@@ -402,6 +402,18 @@ class LoadGenerator:
         while phase.outstanding() > 0 and self.loop.time() < until:
             await asyncio.sleep(0.02)
 
+    async def recover(self) -> None:
+        """After a phase that failed, wait (up to --recover-seconds) until every copy
+        of every phase so far has arrived, late or not: the next phase then measures
+        its own rate, not the backlog the last one left."""
+        self.stage = "recover"
+        until = min(self.loop.time() + self.args.recover_seconds, self.deadline - 1)
+        while self.loop.time() < until:
+            behind = sum(phase.expected - phase.received - phase.late for phase in self.phases)
+            if behind <= 0:
+                return
+            await asyncio.sleep(0.1)
+
     # The run ---------------------------------------------------------------------
 
     def say_rate_ceiling(self) -> float:
@@ -430,6 +442,8 @@ class LoadGenerator:
             return self.finish(results, progress)
         steady = await self.run_phase("steady", rate, steady_seconds)
         results["phases"].append(steady)
+        if not steady["passes"]:
+            await self.recover()
         await self.find_saturation(steady, ceiling, results)
         return self.finish(results, progress)
 
@@ -460,6 +474,7 @@ class LoadGenerator:
                 best_pass = max(best_pass or 0, rate)
             else:
                 lowest_fail = min(lowest_fail or math.inf, rate)
+                await self.recover()
         else:
             results["stopped"] = "all steps run"
         results["rate_ceiling_per_circle"] = None if math.isinf(ceiling) else round(ceiling, 3)
@@ -548,6 +563,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--step-factor", type=float, default=1.5, help="rate multiplier per step")
     parser.add_argument("--max-steps", type=int, default=6)
     parser.add_argument("--drain-seconds", type=float, default=2.0)
+    parser.add_argument(
+        "--recover-seconds",
+        type=float,
+        default=20.0,
+        help="after a failed phase, wait this long at most for the backlog to clear",
+    )
     parser.add_argument("--settle-seconds", type=float, default=2.0)
     parser.add_argument(
         "--say-limit",

@@ -35,7 +35,9 @@ def write_report(results: list, context: dict, args: argparse.Namespace) -> None
         f"({args.rate * args.circles * args.members:g} deliveries/s) for "
         f"{args.steady_seconds:g} s; then steps of {args.step_seconds:g} s, the rate "
         f"x{args.step_factor:g} while it holds (halved while it does not), up to "
-        f"{args.max_steps} steps. Senders take turns round-robin within each circle.",
+        f"{args.max_steps} steps; after a phase that fails, the next waits (up to 20 s) "
+        "until the backlog it left has arrived. Senders take turns round-robin within "
+        "each circle.",
         "- Peer Circles runs with DEBUG off, on its own PostgreSQL database "
         f"(`{args.database}`) and Redis database {args.redis_db_app}; the baseline on Redis "
         f"database {args.redis_db_baseline}. Each run starts with its Redis database flushed.",
