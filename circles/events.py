@@ -19,7 +19,7 @@ from django.core.cache import cache
 from django.db import transaction
 from django.utils.crypto import get_random_string
 
-from circles.groups import access_epoch_key, circle_group, user_group
+from circles.groups import ACCESS_GENERATION_KEY, access_epoch_key, circle_group, user_group
 
 logger = logging.getLogger(__name__)
 
@@ -142,6 +142,7 @@ def notify_access_changed(user_id: int) -> None:
     def bump_and_send() -> None:
         try:
             cache.set(access_epoch_key(user_id), get_random_string(12), ACCESS_EPOCH_SECONDS)
+            cache.set(ACCESS_GENERATION_KEY, get_random_string(12), None)
         except Exception:
             logger.exception("could not bump the room access epoch")
         _send_now(user_group(user_id), {"type": "access.changed"}, to_group=True)

@@ -10,15 +10,17 @@ hands each socket what concerns it.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 import uuid
 
 from django.conf import settings
 from django.core.cache import cache
+from django.utils.crypto import get_random_string
 
 from circles import selectors
-from circles.groups import access_epoch_key
+from circles.groups import ACCESS_GENERATION_KEY, access_epoch_key
 from circles.room_db import room_db
 from circles.selectors import RoomRefusal
 from circles.services.room import room_beat_many
@@ -38,9 +40,12 @@ class RoomHub:
         self.task: asyncio.Task | None = None
         # Set in the cache when this process last joined its sockets' groups.
         self.groups_mark = f"room:groups-joined:{uuid.uuid4().hex}"
+        self.slots = itertools.count()  # which slice of the ticks a socket is in
+        self.access_generation: object = None  # the last one read: nobody's moved since
         self.groups_joined_at = time.monotonic()
 
     def add(self, consumer) -> None:
+        consumer.hub_slot = next(self.slots)
         self.sockets[consumer.channel_name] = consumer
         loop = asyncio.get_running_loop()
         if self.task is None or self.task.done() or self.task.get_loop() is not loop:
@@ -53,16 +58,26 @@ class RoomHub:
         return [socket for socket in self.sockets.values() if not socket.closing]
 
     async def run(self) -> None:
-        last_beat = last_tick = time.monotonic()
+        last_beat = time.monotonic()
+        round_number = 0
         while True:
-            await asyncio.sleep(_setting("ROOM_ACCESS_CHECK_SECONDS", 1.0))
+            every = _setting("ROOM_ACCESS_CHECK_SECONDS", 1.0)
+            await asyncio.sleep(every)
             now = time.monotonic()
             beat_due = now - last_beat >= _setting("ROOM_BEAT_SECONDS", 5)
-            tick_due = now - last_tick >= _setting("ROOM_TICK_SECONDS", 15)
-            steps = ((True, self.check_access), (beat_due, self.beat), (tick_due, self.tick))
-            for due, step in steps:
-                sockets = self.live()
-                if not due or not sockets:
+            # Each socket gets its tick every ROOM_TICK_SECONDS, but not all at once:
+            # each round ticks one slice, so the loop never stalls on thousands of sends.
+            slices = max(1, round(_setting("ROOM_TICK_SECONDS", 15) / every))
+            round_number += 1
+            live = self.live()
+            this_slice = round_number % slices
+            steps = (
+                (self.check_access, live),
+                (self.beat, live if beat_due else []),
+                (self.tick, [socket for socket in live if socket.hub_slot % slices == this_slice]),
+            )
+            for step, sockets in steps:
+                if not sockets:
                     continue
                 try:
                     await step(sockets)
@@ -73,8 +88,6 @@ class RoomHub:
                     logger.exception("room heartbeat failed: %s", step.__name__)
             if beat_due:
                 last_beat = now
-            if tick_due:
-                last_tick = now
 
     async def check_access(self, sockets: list) -> None:
         """One cache read for every socket's access epoch: a socket whose epoch moved
@@ -82,12 +95,7 @@ class RoomHub:
         checked together (three queries for all); any that fail check on their own,
         which closes them with the right code."""
         now = time.monotonic()
-        keys = {access_epoch_key(socket.user.pk) for socket in sockets}
-        try:
-            epochs = await db(cache.get_many)(list(keys))
-        except Exception:
-            logger.warning("room access epochs unreadable; the full checks go on")
-            epochs = None
+        epochs = await self.read_moved_epochs(sockets)
         full_every = _setting("ROOM_FULL_CHECK_SECONDS", 30)
         due = []
         for socket in sockets:
@@ -110,6 +118,25 @@ class RoomHub:
         for socket in due:
             if socket.channel_name not in allowed:
                 socket.start_access_check()
+
+    async def read_moved_epochs(self, sockets: list) -> dict | None:
+        """Every socket's access epoch, or None when nobody's access moved since the
+        last read: one key (the generation every change moves) read each second,
+        the sockets' own keys only after it moved."""
+        try:
+            generation = await cache.aget(ACCESS_GENERATION_KEY)
+            if generation is None:  # never set, or Redis restarted: start one
+                await cache.aadd(ACCESS_GENERATION_KEY, get_random_string(12), None)
+                generation = await cache.aget(ACCESS_GENERATION_KEY)
+            elif generation == self.access_generation:
+                return None
+            keys = {access_epoch_key(socket.user.pk) for socket in sockets}
+            epochs = await db(cache.get_many)(list(keys))
+        except Exception:
+            logger.warning("room access epochs unreadable; the full checks go on")
+            return None
+        self.access_generation = generation
+        return epochs
 
     async def beat(self, sockets: list) -> None:
         """Groups joined again if Redis forgot them, and one UPDATE keeping every
