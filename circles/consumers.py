@@ -130,7 +130,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.access_epoch = await self.read_access_epoch()
         self.last_full_check = time.monotonic()
         await db(room_connect)(
-            circle_id=self.circle_id, user_id=user.pk, channel_name=self.channel_name
+            circle_id=self.circle_id,
+            user_id=user.pk,
+            channel_name=self.channel_name,
+            access_version=self.access_version,
         )
         hello = await db(hello_frame)(membership=self.membership, user=user)
         self.hello_seq = hello["seq"]

@@ -48,18 +48,16 @@ def presence_moved(circle_ids) -> None:
     ).update(presence_serial=F("presence_serial") + 1)
 
 
-def room_connect(*, circle_id: int, user_id: int, channel_name: str) -> None:
-    """Register a connection; past five for one member, the oldest are replaced (4409)."""
+def room_connect(
+    *, circle_id: int, user_id: int, channel_name: str, access_version: int | None = None
+) -> None:
+    """Register a new connection (a channel name is never reused); past five for one
+    member, the oldest are replaced (4409). `access_version`: the circle's, if the
+    caller read it just now."""
     now = timezone.now()
     with transaction.atomic():
-        RoomConnection.objects.update_or_create(
-            channel_name=channel_name,
-            defaults={
-                "circle_id": circle_id,
-                "user_id": user_id,
-                "seen_at": now,
-                "replaced": False,
-            },
+        RoomConnection.objects.create(
+            channel_name=channel_name, circle_id=circle_id, user_id=user_id, seen_at=now
         )
         lapse = now - timedelta(seconds=selectors.PRESENCE_LAPSE_SECONDS)
         live = list(
@@ -77,7 +75,8 @@ def room_connect(*, circle_id: int, user_id: int, channel_name: str) -> None:
             notify_replaced([name for _pk, name, _circle in extra])
             changed |= {circle for _pk, _name, circle in extra}
         for circle in changed:
-            broadcast_presence(circle, now)
+            known = access_version if circle == circle_id else None
+            broadcast_presence(circle, now, access_version=known)
     # After the commit, on its own: the sweep then settles with this presence, and a
     # connect never holds a floor's row while it reads.
     presence_moved(changed)

@@ -48,6 +48,7 @@ from circles.services.floor import (
     floor_settle,
 )
 from circles.services.messages import message_post
+from circles.services.room import room_connect
 from circles.services.sessions import session_close, session_open
 
 pytestmark = pytest.mark.django_db
@@ -794,3 +795,29 @@ def test_hello_costs_the_same_queries_however_long_the_history(
             person["member_id"] for person in hello["presence"]["members"] if person["hand_raised"]
         }
         assert room.members[1].pk in raised
+
+
+# Connecting: a fixed number of queries, however many are already in the room.
+CONNECT_QUERIES = 5
+
+
+@pytest.mark.parametrize("present_count", [3, 12])
+def test_connecting_costs_the_same_queries_however_many_are_here(
+    make_room, django_assert_num_queries, present_count
+):
+    """Registering a connection: the new row; the member's live connections (locked,
+    to replace any past five); who is present, with their roles (the hands read from
+    the open floor); the floor told that presence moved. Plus the savepoint pair of
+    its transaction inside the test's own."""
+    room = make_room(mode="queue", members=12, present=False)
+    be_present(room.circle, *room.everyone[:present_count])
+    newcomer = room.everyone[present_count]
+    with django_assert_num_queries(CONNECT_QUERIES + 2):
+        room_connect(
+            circle_id=room.circle.pk,
+            user_id=newcomer.pk,
+            channel_name="test.newcomer",
+            access_version=room.circle.access_version,
+        )
+    assert RoomConnection.objects.filter(circle=room.circle).count() == present_count + 1
+    assert floor_row(room.circle).presence_serial > floor_row(room.circle).settled_serial
