@@ -268,7 +268,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
                     retry_after=verdict.retry_after,
                 )
             # Membership is checked again for every frame, inside the service that
-            # acts on it (under the circle's lock, in the same query); `resume`,
+            # acts on it (read with the floor, under the circle's lock); `resume`,
             # which only reads, checks here.
             await handler(self, frame)
         except FrameError as error:

@@ -234,7 +234,7 @@ def circle_latest_seq(*, circle_id: int) -> int:
 def room_presence(*, circle_id: int, now, hands: set[int] | None = None) -> list[dict]:
     """Everyone with a live connection to the room: one entry per person. Two queries,
     one when the caller knows the raised hands (from the floor it holds)."""
-    since = now - timedelta(seconds=PRESENCE_LAPSE_SECONDS)
+    since = presence_since(now)
     role = Membership.objects.filter(circle_id=circle_id, user_id=OuterRef("user_id")).values(
         "role"
     )[:1]
@@ -274,9 +274,15 @@ def session_key_is_valid(*, session_key: str | None, user) -> bool:
     if str(data.get(SESSION_KEY, "")) != str(user.pk):
         return False
     fresh = get_user_model().objects.filter(pk=user.pk, is_active=True).first()
-    if fresh is None:
-        return False
-    return constant_time_compare(data.get(HASH_SESSION_KEY, ""), fresh.get_session_auth_hash())
+    return fresh is not None and _sign_in_matches(data, fresh)
+
+
+def _sign_in_matches(data: dict, user) -> bool:
+    """Does this stored sign-in belong to this (active) user, with their password as it
+    is now? Django's own check, as `get_user` does it."""
+    return str(data.get(SESSION_KEY, "")) == str(user.pk) and constant_time_compare(
+        data.get(HASH_SESSION_KEY, ""), user.get_session_auth_hash()
+    )
 
 
 DATABASE_SESSIONS = "django.contrib.sessions.backends.db"
@@ -335,17 +341,19 @@ def _signed_in_by_database_sessions(sockets) -> set[str]:
     for name, user_id, _circle, key in sockets:
         if key not in stored or user_id not in users:
             continue
-        data = store.decode(stored[key])
-        if str(data.get(SESSION_KEY, "")) == str(user_id) and constant_time_compare(
-            data.get(HASH_SESSION_KEY, ""), users[user_id].get_session_auth_hash()
-        ):
+        if _sign_in_matches(store.decode(stored[key]), users[user_id]):
             signed_in.add(name)
     return signed_in
 
 
+def presence_since(now):
+    """The oldest heartbeat that still counts as present at `now`."""
+    return now - timedelta(seconds=PRESENCE_LAPSE_SECONDS)
+
+
 def room_present_ids(*, circle_id: int, now) -> frozenset[int]:
     """Who counts as a participant now: a live connection to the room."""
-    since = now - timedelta(seconds=PRESENCE_LAPSE_SECONDS)
+    since = presence_since(now)
     return frozenset(
         RoomConnection.objects.filter(circle_id=circle_id, seen_at__gte=since, replaced=False)
         .values_list("user_id", flat=True)
@@ -379,12 +387,6 @@ def display_names(*, ids) -> dict[int, str]:
             _names[pk] = (name, now + NAMES_REMEMBERED_SECONDS)
         found.update(read)
     return found
-
-
-def circles_with_open_session() -> list[int]:
-    return list(
-        Session.objects.filter(status=SessionStatus.OPEN).values_list("circle_id", flat=True)
-    )
 
 
 def circle_sessions_closed(*, circle_id: int, limit: int = 10) -> list[Session]:

@@ -1,16 +1,16 @@
 """The floor of a session: every transition under the circle's row lock.
 
-Each transition reads the floor, its session and who is present in one query
-that locks the circle's row (every writer of a floor takes that lock first), asks
-the pure policy, stores the new state and appends it to the floor log, bumping
-the version, in one transaction; frames and nudges go out after commit.
+Each transition locks the circle's row (every writer of a floor takes that lock
+first), reads the floor, its session and who is present in one query, asks the
+pure policy, stores the new state and appends it to the floor log, bumping the
+version, in one transaction; frames and nudges go out after commit.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.db import DEFAULT_DB_ALIAS, transaction
 from django.db.models import Exists, F, OuterRef, Q, Subquery
@@ -179,18 +179,23 @@ def _locked(row: list) -> Locked:
     )
 
 
-def _since(now: datetime) -> datetime:
-    return now - timedelta(seconds=selectors.PRESENCE_LAPSE_SECONDS)
-
-
-def _lock(circle_id: int, *, now: datetime, user_id: int | None = None) -> Locked | None:
-    """The circle's row locked, then its open floor read, or None without one."""
+def _lock(
+    circle_id: int, *, now: datetime, user_id: int | None = None, client_id=None
+) -> Locked | None:
+    """The circle's row locked, then its open floor read (asked for a member, with
+    their membership, and asked for a client_id, with any earlier copy), or None
+    without an open floor."""
     if not LOCK_CIRCLE.rows(circle_id=circle_id):
         return None
-    if user_id is None:
-        rows = READ_FLOOR.rows(circle_id=circle_id, since=_since(now))
+    since = selectors.presence_since(now)
+    if client_id is not None:
+        rows = READ_FLOOR_FOR_SHARE.rows(
+            circle_id=circle_id, user_id=user_id, client_id=client_id, since=since
+        )
+    elif user_id is not None:
+        rows = READ_FLOOR_FOR_MEMBER.rows(circle_id=circle_id, user_id=user_id, since=since)
     else:
-        rows = READ_FLOOR_FOR_MEMBER.rows(circle_id=circle_id, user_id=user_id, since=_since(now))
+        rows = READ_FLOOR.rows(circle_id=circle_id, since=since)
     return _locked(rows[0]) if rows else None
 
 
@@ -400,13 +405,9 @@ def floor_open(*, circle: Circle, session: Session, now) -> FloorState:
 
 def floor_lock_for_share(*, circle_id: int, user_id: int, client_id, now) -> Locked | None:
     """The open floor under the circle's lock, with whether this person is a member
-    and whether they already sent this client_id: all a share needs, in one query."""
-    if not LOCK_CIRCLE.rows(circle_id=circle_id):
-        return None
-    rows = READ_FLOOR_FOR_SHARE.rows(
-        circle_id=circle_id, user_id=user_id, client_id=client_id, since=_since(now)
-    )
-    return _locked(rows[0]) if rows else None
+    and whether they already sent this client_id: all a share needs, read in one
+    query after the lock."""
+    return _lock(circle_id, now=now, user_id=user_id, client_id=client_id)
 
 
 def floor_share_locked(
@@ -617,7 +618,7 @@ def floor_sweep(*, now: datetime | None = None) -> int:
         with transaction.atomic():
             if not LOCK_CIRCLE_UNLESS_HELD.rows(circle_id=circle_id):
                 continue
-            rows = READ_FLOOR.rows(circle_id=circle_id, since=_since(now))
+            rows = READ_FLOOR.rows(circle_id=circle_id, since=selectors.presence_since(now))
             if not rows:
                 continue
             locked = _locked(rows[0])

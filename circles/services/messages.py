@@ -61,12 +61,12 @@ def message_post(
 ) -> Posted:
     """Store a share or a facilitation note; a resend of the same client_id stores nothing.
 
-    Two statements for a share on PostgreSQL, whatever the circle's size or history:
-    the floor, its session, who is present, membership and an earlier copy, read in
-    one query that locks the floor's and the circle's rows (which orders its
-    messages); then the floor, its log, the circle's seq and the message, written in
-    one (five statements on SQLite, where the writes go one by one). A share the
-    floor refuses is not stored; the floor itself is (time may have moved it), with
+    Three statements for a share on PostgreSQL, whatever the circle's size or
+    history: the circle's row lock (which orders its messages); one read of the
+    floor, its session, who is present, membership and any earlier copy; then the
+    floor, its log, the circle's seq and the message, written in one (six on
+    SQLite, where the writes go one by one). A share the floor refuses is not
+    stored; the floor itself is (time may have moved it), with
     any nudge, before the refusal."""
     text = clean_text(text)
     try:

@@ -7,7 +7,7 @@ and lapses, and the sweep (circles/sweeper.py) takes it out and tells the room.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.db import transaction
 from django.db.models import F
@@ -59,7 +59,7 @@ def room_connect(
         RoomConnection.objects.create(
             channel_name=channel_name, circle_id=circle_id, user_id=user_id, seen_at=now
         )
-        lapse = now - timedelta(seconds=selectors.PRESENCE_LAPSE_SECONDS)
+        lapse = selectors.presence_since(now)
         live = list(
             RoomConnection.objects.select_for_update()
             .filter(user_id=user_id, replaced=False, seen_at__gte=lapse)
@@ -115,7 +115,7 @@ def presence_sweep(*, now: datetime | None = None) -> int:
     """Remove connections that stopped beating; tell each affected room. Safe to run
     on every process at once: a row is deleted once, so the room hears of it once."""
     now = now or timezone.now()
-    lapse = now - timedelta(seconds=selectors.PRESENCE_LAPSE_SECONDS)
+    lapse = selectors.presence_since(now)
     with transaction.atomic():
         stale = RoomConnection.objects.filter(seen_at__lt=lapse)
         circles = set(stale.values_list("circle_id", flat=True))

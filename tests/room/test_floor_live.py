@@ -590,17 +590,22 @@ async def _race(crowd: Crowd, servers: list[LiveServer], *, seconds: float, seed
     )
 
 
-@pytest.fixture
-def race_crowd(make_user, make_circle) -> Crowd:
+def _race_crowd(make_user, make_circle, *, size: int) -> Crowd:
+    """A circle in queue mode with short turns, so time takes some of them."""
     return _crowd(
         make_user,
         make_circle,
-        size=20,
+        size=size,
         default_mode="queue",
         turn_seconds=RACE_TURN_SECONDS,
         turn_messages=2,
         turn_warning_seconds=1,
     )
+
+
+@pytest.fixture
+def race_crowd(make_user, make_circle) -> Crowd:
+    return _race_crowd(make_user, make_circle, size=20)
 
 
 @pytest.mark.redis
@@ -617,15 +622,7 @@ async def test_twenty_members_racing_on_two_processes_never_break_the_floor(
 
 @pytest.fixture
 def small_crowd(make_user, make_circle) -> Crowd:
-    return _crowd(
-        make_user,
-        make_circle,
-        size=6,
-        default_mode="queue",
-        turn_seconds=RACE_TURN_SECONDS,
-        turn_messages=2,
-        turn_warning_seconds=1,
-    )
+    return _race_crowd(make_user, make_circle, size=6)
 
 
 @pytest.mark.asyncio
